@@ -1,0 +1,34 @@
+# topk_sae: the README's two commands are `make demo` and `make test`; both install first.
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Offline and reproducible: no hub, no telemetry, one BLAS thread for stable test timings.
+OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled \
+           HF_HUB_DISABLE_TELEMETRY=1 PYTHONUNBUFFERED=1
+TEST_ENV := $(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
+.PHONY: install demo test test-fast lint-nbs export clean-nbs readme help
+
+help:
+	@echo "make demo   install, then train and evaluate a TopK SAE on the embedded default (runs/demo/)"
+	@echo "make test   install, then run the whole test suite (notebooks, then pytest)"
+
+install:
+	VENV=$(VENV) bash tools/install.sh
+
+demo: install
+	$(OFFLINE) $(BIN)/topk-sae demo $(ARGS)
+
+# The nbdev checks CI makes: notebooks clean, library exported, README regenerated, then the tests.
+lint-nbs: install
+	VENV=$(VENV) bash tools/check_clean.sh
+
+test: lint-nbs
+	$(TEST_ENV) $(BIN)/nbdev_test --n_workers 2
+	$(TEST_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+test-fast: install
+	$(TEST_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
+
+export:
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/python tools/make_readme.py
