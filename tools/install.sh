@@ -22,7 +22,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
   fi
 fi
-pip() { "$VENV/bin/python" -m pip "$@"; }
+# pip, without this machine's harmless "Location ... is ignored" warnings (its pip.conf lists local mirrors)
+pip() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 
 stamp="$VENV/.topk_sae-install-$(cat setup.py settings.ini constraints.txt tools/install.sh | sha1sum | cut -c1-12)"
 if [ -f "$stamp" ]; then
@@ -40,7 +41,7 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
       || pip install -q "torch==$CPU_TORCH" --index-url https://download.pytorch.org/whl/cpu
   fi
 fi
-torch_version=$("$VENV/bin/python" -c "import torch; print(torch.__version__)")
+torch_version=$("$VENV/bin/python" -W ignore -c "import torch; print(torch.__version__)")
 echo "torch==$torch_version" > "$VENV/torch-constraint.txt"
 echo "install: torch $torch_version pinned for every later install"
 

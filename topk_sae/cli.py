@@ -127,7 +127,7 @@ def summary_table(metrics: dict) -> pd.DataFrame:
             ("held-out L0", f"{h['l0']:.2f}"), ("dead latents (never active, held-out)", f"{h['dead_fraction']:.2%}"),
             ("held-out tokens", f"{h['n_tokens']:,}"), ("training tokens", f"{metrics['train']['tokens']:,}"),
             *[(f"time: {k}", f"{v:.1f} s") for k, v in metrics["timings_s"].items()]]
-    return pd.DataFrame(rows, columns=["", "value"]).set_index("")
+    return pd.DataFrame(rows, columns=["metric", "value"]).set_index("metric").rename_axis(None)
 
 # %% ../nbs/08_cli.ipynb #53832f8c
 def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:

@@ -29,8 +29,12 @@ def plot_history(history: pd.DataFrame, title: str = "Training") -> go.Figure:
     fig = make_subplots(rows=2, cols=3, subplot_titles=[t for _, t, _ in HISTORY_PANELS], horizontal_spacing=0.08)
     for i, (col, label, scale) in enumerate(HISTORY_PANELS):
         r, c = divmod(i, 3)
-        fig.add_trace(go.Scatter(x=history.tokens, y=history[col], mode="lines", name=label), row=r + 1, col=c + 1)
-        fig.update_yaxes(type=scale, row=r + 1, col=c + 1)
+        y = history[col]
+        fig.add_trace(go.Scatter(x=history.tokens, y=y, mode="lines", name=label), row=r + 1, col=c + 1)
+        fig.update_yaxes(type=scale, exponentformat="power", row=r + 1, col=c + 1)
+        if scale == "linear" and y.nunique() == 1:  # a flat line: centre it, rather than plotly's default [-1, 1]
+            v = float(y.iloc[0])
+            fig.update_yaxes(range=[v - abs(v) / 2 - (v == 0), v + abs(v) / 2 + (v == 0)], row=r + 1, col=c + 1)
     fig.update_xaxes(title_text="tokens", row=2)
     return fig.update_layout(title=title, showlegend=False, height=560, template="plotly_white")
 
