@@ -1,0 +1,58 @@
+"""Widget state, driven from Python: every callback's effect on the widgets, and bad input shown as a message."""
+import pytest
+import torch
+
+from topk_sae.activations import harvest
+from topk_sae.data import make_contexts
+from topk_sae.inspect import LatentIndex
+from topk_sae.model import SAEConfig, TopKSAE
+from topk_sae.train import TrainConfig, train
+from topk_sae.widgets import LatentInspector, PromptInspector
+
+HOOK = "blocks.0.hook_resid_post"
+
+
+@pytest.fixture(scope="module")
+def inspector(tiny_model, slice_docs):
+    ctx = make_contexts(slice_docs, tiny_model.tokenizer, ctx_len=32, progress=False)
+    sae = train(TopKSAE(SAEConfig(d_model=64, n_latents=128, k=6, hook=HOOK)), harvest(tiny_model, HOOK, ctx[:300], progress=False),
+                TrainConfig.tiny(n_tokens=16_000, lr=3e-3)).sae
+    with torch.no_grad(): sae.b_enc[3] = -1e6  # latent 3 can never fire
+    return LatentInspector(sae, tiny_model, ctx[300:360], progress=False)
+
+
+def test_a_latent_that_never_fires_gets_a_message_not_an_error(inspector):
+    data = inspector.show_latent(3)
+    assert data.n_fires == 0 and "never fires" in inspector.card.value and inspector.figure is None and inspector.message.value == ""
+
+
+def test_typing_an_index_and_pressing_open(inspector):
+    inspector.latent_box.value = 7
+    inspector.show_latent(inspector.latent_box.value)
+    assert inspector.data.latent == 7 and "Latent 7" in inspector.card.value and inspector.figure is not None
+
+
+@pytest.mark.parametrize("bad", [-1, 128, 10**9])
+def test_out_of_range_latents_keep_the_previous_view(inspector, bad):
+    inspector.show_latent(5)
+    assert inspector.show_latent(bad) is None
+    assert "out of range" in inspector.message.value and inspector.data.latent == 5
+
+
+def test_sorting_and_ranks(inspector):
+    inspector.sort_by.value = "index"
+    assert inspector.data.latent == 0
+    inspector.rank.value = 9
+    assert inspector.data.latent == 9
+
+
+def test_prompt_to_latent(inspector):
+    prompts = PromptInspector(inspector)
+    prompts.run("The Congress of the United States")
+    position, _ = prompts.token.options[2][1], None
+    prompts.token.value = position  # the observer lists the latents there
+    assert prompts.latent.options and prompts.latent.options[0][1] == prompts.data.latents[position][0][0]
+    prompts.latent.value = prompts.latent.options[0][1]
+    assert prompts.open_latent(prompts.latent.value).latent == inspector.data.latent == prompts.latent.value
+    prompts.run("   ")
+    assert "empty" in prompts.message.value and prompts.latent.options == ()
