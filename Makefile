@@ -7,11 +7,12 @@ OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_M
            HF_HUB_DISABLE_TELEMETRY=1 PYTHONUNBUFFERED=1
 TEST_ENV := $(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: install demo test test-fast lint-nbs export clean-nbs readme help
+.PHONY: install demo test test-fast lint-nbs export clean-nbs readme help bench
 
 help:
 	@echo "make demo   install, then train and evaluate a TopK SAE on the embedded default (runs/demo/)"
 	@echo "make test   install, then run the whole test suite (notebooks, then pytest)"
+	@echo "make bench  benchmarks against SAELens and sparsify (installed in .venv-bench), written to bench/results.md"
 
 install:
 	VENV=$(VENV) bash tools/install.sh
@@ -32,3 +33,13 @@ test-fast: install
 
 export:
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/python tools/make_readme.py
+
+# Benchmarks (run on purpose, never in CI): the peers live in .venv-bench so their pins never touch .venv.
+# Timed sections first, on an otherwise idle machine; the long sample-efficiency runs last.
+BENCH_ENV := $(OFFLINE) OMP_NUM_THREADS=$(or $(THREADS),2)
+bench: install
+	VENV=$(VENV) bash tools/install_bench.sh
+	$(BENCH_ENV) $(BIN)/python bench/data.py
+	$(BENCH_ENV) .venv-bench/bin/python bench/run.py train --threads $(or $(THREADS),2) $(BENCH_ARGS)
+	$(BENCH_ENV) $(BIN)/python bench/run.py harvest ablation --threads $(or $(THREADS),2) $(BENCH_ARGS)
+	$(BENCH_ENV) .venv-bench/bin/python bench/run.py efficiency --combine --threads $(or $(THREADS),2) $(BENCH_ARGS)

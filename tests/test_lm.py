@@ -32,3 +32,23 @@ def test_a_local_folder_loads_like_a_hub_model(gpt2_folder):
 def test_an_unreachable_hub_name_says_what_to_do():
     with pytest.raises(OSError, match="Without hub access use load_model\\('smollm2-135m'\\)"):
         load_model("no-such-org/no-such-model-topk-sae-test")
+
+
+@pytest.mark.slow
+def test_a_local_gpt2_folder_harvests_trains_and_evaluates(gpt2_folder, tmp_path):
+    """The whole pipeline on a model loaded the way a hub name is: harvest to a store, train from it, evaluate."""
+    from topk_sae.evaluate import EvalConfig, evaluate
+    from topk_sae.model import SAEConfig, TopKSAE
+    from topk_sae.store import harvest_to_store
+    from topk_sae.train import TrainConfig, train
+    model = load_model(str(gpt2_folder))
+    hook = "blocks.1.hook_resid_post"
+    g = torch.Generator().manual_seed(0)
+    store = harvest_to_store(model, hook, torch.randint(0, 256, (96, 33), generator=g), tmp_path / "store", shard_tokens=1024, progress=False)
+    assert store.manifest.model == str(gpt2_folder)
+    sae = TopKSAE(SAEConfig(d_model=32, n_latents=128, k=4, hook=hook, model_name=str(gpt2_folder)))
+    res = train(sae, store.check(sae, model), TrainConfig.tiny(n_tokens=4096, batch_tokens=256, init_tokens=1024))
+    assert res.history.fvu.iloc[-1] < res.history.fvu.iloc[0]
+    report = evaluate(model, res.sae, hook, torch.randint(0, 256, (16, 33), generator=g),
+                      EvalConfig.tiny(parts=("activations", "downstream", "ablation")))
+    assert 0 <= report.acts.fvu < 1.5 and report.downstream is not None

@@ -17,7 +17,7 @@ def _sae_and_batch(seed=0, n=48, d=12, k=3, tok=64):
 
 def test_multi_topk_loss_is_L_k_plus_L_4k_over_8():
     sae, x_n = _sae_and_batch()
-    var0, recipe = 0.7, Recipe(lr=1e-3, k_aux=8, dead_tokens=10**9, ema_decay=0.9, log_every=1)
+    var0, recipe = 0.7, Recipe(lr=1e-3, schedule="constant", warmup_steps=0, decay_steps=0, k_aux=8, aux_coef=1 / 32, dead_tokens=10**9, ema_decay=0.9, log_every=1)
     out = step_losses(sae, x_n, var0, DeadLatents(48), TrainConfig(n_tokens=64, multi_topk=True), recipe)
     h = (x_n - sae.b_dec) @ sae.W_enc + sae.b_enc
     loss = lambda kk: ((dense_decode(topk_relu(h, kk), sae.W_dec) + sae.b_dec - x_n).pow(2).mean() / var0)
@@ -32,7 +32,7 @@ def test_auxk_trains_only_dead_latents_and_leaves_the_main_path_alone():
     with torch.no_grad(): sae.b_enc[:24] += 10.0  # latents 0..23 always win the top-k; 24..47 never fire
     dead = DeadLatents(48)
     dead.since[24:] = 10**9  # ... and have not fired for a long time: they are dead
-    recipe = Recipe(lr=1e-3, k_aux=4, dead_tokens=10**6, ema_decay=0.9, log_every=1)
+    recipe = Recipe(lr=1e-3, schedule="constant", warmup_steps=0, decay_steps=0, k_aux=4, aux_coef=1.0, dead_tokens=10**6, ema_decay=0.9, log_every=1)
     out = step_losses(sae, x_n, 1.0, dead, TrainConfig(n_tokens=64, aux_coef=1.0), recipe)
     assert out.aux > 0
     main_grads = torch.autograd.grad(out.fvu, [sae.W_dec, sae.W_enc], retain_graph=True)

@@ -75,7 +75,7 @@ class TopKSAE(nn.Module):
         W_dec = torch.randn(cfg.n_latents, cfg.d_model, generator=g, dtype=torch.float64)
         W_dec /= W_dec.norm(dim=1, keepdim=True)
         self.W_dec = nn.Parameter(W_dec.to(dtype))  # (n_latents, d_model), unit-norm rows
-        self.W_enc = nn.Parameter(W_dec.T.contiguous().to(dtype))  # (d_model, n_latents): tied init
+        self.W_enc = nn.Parameter(W_dec.clone().to(dtype).t())  # (d_model, n_latents), stored column-major: tied init
         self.b_enc = nn.Parameter(torch.zeros(cfg.n_latents, dtype=dtype))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_model, dtype=dtype))
         self.register_buffer("norm_scale", torch.ones((), dtype=dtype))  # the constant of "scalar" mode

