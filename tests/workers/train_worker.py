@@ -7,7 +7,7 @@ It trains a tiny SAE on fixed random data (the same on every rank) and writes th
 weights and dead counters of rank 0 to OUT (safetensors). `--slow` sleeps before every batch, so
 that a test can kill the process mid-run.
 """
-import argparse, os, time
+import argparse, json, os, time
 
 import torch
 from safetensors.torch import save_file
@@ -34,7 +34,7 @@ class SlowSource(TensorSource):
 
 def config(steps: int, ckpt: str | None) -> TrainConfig:
     # a short dead window so AuxK is active, Multi-TopK on: every cross-process path is exercised
-    extra = eval(os.environ.get("TRAIN_WORKER_CFG", "{}"))  # debugging hook: other settings
+    extra = json.loads(os.environ.get("TRAIN_WORKER_CFG", "{}"))  # other TrainConfig fields, as JSON (for debugging)
     return TrainConfig.tiny(**{"n_tokens": steps * 256, "dead_tokens": 512, "multi_topk": True, "checkpoint_dir": ckpt,
                                "checkpoint_every": 512 if ckpt else None, "resume": bool(ckpt), **extra})
 
