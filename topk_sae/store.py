@@ -18,8 +18,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from .activations import run_to_hooks
-from .core import atomic_path, check_finite, load_json, progress as progress_bar, save_json
+from .activations import harvest_batches, run_to_hooks
+from .core import atomic_path, check_finite, load_json, save_json
 from .lm import check_hook, model_name
 
 # %% ../nbs/04a_store.ipynb #1277d926
@@ -106,15 +106,9 @@ def harvest_to_store(model: Any, hook: str, contexts: Int[Tensor, "batch pos"], 
                      progress: bool = True) -> "ActivationStore":
     "Run `contexts` through `model` up to `hook` and write the activations into a store at `folder`."
     hook = check_hook(model, hook)
-    n_ctx, per = contexts.shape[0], contexts.shape[1] - 1
-    bar = progress_bar(total=n_ctx * per, desc=f"harvesting {hook} to {Path(folder).name}", enabled=progress, unit="tok", unit_scale=True)
     with StoreWriter(folder, model=model_name(model), hook=hook, context_len=contexts.shape[1], d_model=model.cfg.d_model,
                      shard_tokens=shard_tokens, overwrite=overwrite) as w:
-        for i in range(0, n_ctx, batch_size):
-            act = run_to_hooks(model, contexts[i:i + batch_size], [hook])[hook]
-            w.add(act[:, 1:].reshape(-1, act.shape[-1]))
-            bar.update(act.shape[0] * per)
-    bar.close()
+        for acts in harvest_batches(model, [hook], contexts, batch_size, progress): w.add(acts[hook])
     return ActivationStore(folder)
 
 # %% ../nbs/04a_store.ipynb #6cef8f61

@@ -300,7 +300,7 @@ def train_step(sae: TopKSAE, opt: torch.optim.Optimizer, x: Float[Tensor, "tok d
 
 # %% ../nbs/05_train.ipynb #6ef149c9
 def save_checkpoint(path: str | Path, sae: TopKSAE, opt: torch.optim.Optimizer, ema: EMA, dead: DeadLatents,
-                    cfg: TrainConfig, history: pd.DataFrame, tokens: int, var0: float = float("nan"), step: int | None = None) -> Path:
+                    cfg: TrainConfig, history: pd.DataFrame, tokens: int, var0: float = float("nan")) -> Path:
     "Write a training checkpoint folder at `path`, atomically."
     with atomic_path(path) as tmp:
         tmp.mkdir()
@@ -308,7 +308,7 @@ def save_checkpoint(path: str | Path, sae: TopKSAE, opt: torch.optim.Optimizer, 
         save_file({k: v.detach().cpu().contiguous() for k, v in sae.state_dict().items()}, tmp/"raw.safetensors")
         save_file({k: v.cpu().contiguous() for k, v in ema.shadow.items()}, tmp/"ema.safetensors")
         torch.save({"optimizer": opt.state_dict(), "dead_since": dead.since.cpu(), "ema_t": ema.t, "tokens": tokens, "var0": var0,
-                    "step": tokens // cfg.batch_tokens if step is None else step, "rng": torch.get_rng_state()}, tmp/"trainer.pt")
+                    "step": tokens // cfg.batch_tokens, "rng": torch.get_rng_state()}, tmp/"trainer.pt")
         save_json({"train": cfg.to_dict(), "tokens": tokens}, tmp/"train_cfg.json")
         history.to_csv(tmp/"history.csv", index=False)
     return Path(path)
@@ -410,5 +410,5 @@ def train(sae: TopKSAE, source: Tensor | ActivationSource, cfg: TrainConfig) -> 
             rows.append(_log_row(step, out if world == 1 else _mean_over_processes(out), dead, cfg, recipe, start))
             bar.set_postfix(fvu=f"{rows[-1]['fvu']:.3f}", dead=f"{rows[-1]['dead_fraction']:.1%}")
         if me == 0 and cfg.checkpoint_every and ((step + 1) * cfg.batch_tokens) // cfg.checkpoint_every > (step * cfg.batch_tokens) // cfg.checkpoint_every:
-            save_checkpoint(cfg.checkpoint_dir, sae, opt, ema, dead, cfg, pd.DataFrame(rows), (step + 1) * cfg.batch_tokens, var0, step + 1)
+            save_checkpoint(cfg.checkpoint_dir, sae, opt, ema, dead, cfg, pd.DataFrame(rows), (step + 1) * cfg.batch_tokens, var0)
     return TrainResult(ema_sae(sae, ema), sae, pd.DataFrame(rows), recipe, time.perf_counter() - start)
