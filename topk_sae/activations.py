@@ -25,6 +25,8 @@ from .lm import check_hook, hook_layer, model_name
 def _model_device(model: Any) -> torch.device:
     return get_device(getattr(model.cfg, "device", None))
 
+_FORWARD_LOCK = threading.RLock()  # a prefetching thread and the caller may both run the model
+
 @torch.inference_mode()
 def run_to_hooks(model: Any, tokens: Int[Tensor, "batch pos"], hooks: list[str]) -> dict[str, Tensor]:
     "The activations at `hooks` for a batch of contexts, in one forward pass that stops after the last hooked block."
@@ -35,7 +37,7 @@ def run_to_hooks(model: Any, tokens: Int[Tensor, "batch pos"], hooks: list[str])
     layers = [hook_layer(h) for h in hooks]
     last = None if None in layers else max(layers)
     stop = last + 1 if last is not None and last + 1 < model.cfg.n_layers else None
-    with model.hooks(fwd_hooks=[(h, grabber(h)) for h in hooks]):
+    with _FORWARD_LOCK, model.hooks(fwd_hooks=[(h, grabber(h)) for h in hooks]):  # hooks are the model's: one hooked forward at a time
         model(tokens.to(_model_device(model)), stop_at_layer=stop)
     return {h: store[h] for h in hooks}
 
