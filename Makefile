@@ -7,11 +7,12 @@ OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_M
            HF_HUB_DISABLE_TELEMETRY=1 PYTHONUNBUFFERED=1
 TEST_ENV := $(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: install demo test test-fast lint-nbs export clean-nbs readme help bench
+.PHONY: install demo test test-fast lint-nbs export clean-nbs readme help bench docs
 
 help:
 	@echo "make demo   install, then train and evaluate a TopK SAE on the embedded default (runs/demo/)"
 	@echo "make test   install, then run the whole test suite (notebooks, then pytest)"
+	@echo "make docs   build the docs site offline into _site/ (open _site/index.html); nbdev_docs where Quarto is installed"
 	@echo "make bench  benchmarks against SAELens and sparsify (installed in .venv-bench), written to bench/results.md"
 
 install:
@@ -24,9 +25,14 @@ demo: install
 lint-nbs: install
 	VENV=$(VENV) bash tools/check_clean.sh
 
-test: lint-nbs
+test: lint-nbs docs
 	$(TEST_ENV) $(BIN)/nbdev_test --n_workers 2
 	$(TEST_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+# The docs site, offline: nbdev's processed notebooks (_proc/) rendered by nbconvert into _site/ (tests/test_docs.py
+# opens every page). With Quarto installed, `nbdev_docs` / `nbdev_preview` render the same notebooks instead.
+docs: install
+	$(TEST_ENV) $(BIN)/python tools/build_docs.py
 
 test-fast: install
 	$(TEST_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests

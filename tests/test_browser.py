@@ -4,12 +4,10 @@ Checks from the DOM that every card and figure rendered, that a token made of ma
 from Chromium's net log, that the page itself requested nothing (Chromium's own background requests,
 which carry no page origin, are told apart). Skips where Chromium is missing, except under CI (CI=true).
 """
-import json, os, shutil, subprocess
-from pathlib import Path
-
 import pytest
 import torch
 
+from browser import render
 from topk_sae.activations import harvest
 from topk_sae.cli import DemoConfig, run_demo
 from topk_sae.data import SOTU_SLICE, load_corpus, make_contexts
@@ -19,31 +17,6 @@ from topk_sae.train import TrainConfig, train
 from topk_sae.widgets import write_dashboard
 
 EVIL = "<script>alert(1)</script>"
-
-
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if path := shutil.which(name): return path
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail("CI must have Chromium for the browser tests: .ci/run installs it (apt-get install -y chromium)")
-    pytest.skip("no Chromium here: `apt-get install chromium` to run the browser tests")
-
-
-def render(page: Path, tmp: Path) -> tuple[str, list[str], str]:
-    "The DOM after scripts ran, the URLs the page itself requested, and the browser's console log."
-    net = tmp / f"{page.stem}-net.json"
-    args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-            "--disable-background-networking", "--disable-component-update", f"--user-data-dir={tmp / 'profile'}",
-            "--host-resolver-rules=MAP * ~NOTFOUND", f"--log-net-log={net}", "--enable-logging=stderr", "--v=0",
-            "--virtual-time-budget=15000", "--dump-dom", page.resolve().as_uri()]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=180)
-    log = json.loads(net.read_text())
-    start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
-    jobs = [e.get("params", {}) for e in log["events"] if e["type"] == start]
-    page_requests = [p["url"] for p in jobs if "url" in p and p.get("initiator") != "not an origin"
-                     and not p["url"].startswith(("file:", "data:", "blob:"))]
-    console = "\n".join(l for l in out.stderr.splitlines() if "CONSOLE" in l)
-    return out.stdout, page_requests, console
 
 
 def test_the_harness_sees_a_page_that_reaches_out(tmp_path):
