@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['DemoConfig', 'timed', 'RunData', 'run_data', 'DemoResult', 'latent_cards', 'write_run', 'summary_table', 'run_demo',
-           'main']
+           'sweep_command', 'main']
 
 # %% ../nbs/15_cli.ipynb #87652d14
 import argparse, json, sys, time
@@ -27,6 +27,7 @@ from .metrics import evaluate_acts
 from .model import SAEConfig, TopKSAE
 from .report import plot_density, plot_history, write_report
 from .train import TrainConfig, TrainResult, train
+from .sweep import STUDIES, fit_laws, laws_table, run_study
 
 # %% ../nbs/15_cli.ipynb #adc529e1
 @dataclass(frozen=True)
@@ -201,18 +202,43 @@ def _demo_parser(sub: Any) -> None:
     p.add_argument("--no-eval", dest="evaluation", action="store_const", const=None, default=DemoConfig().evaluation,
                    help="skip the full evaluation (downstream loss, ablation sparsity, probes, explanations)")
 
+def _sweep_parser(sub: Any) -> None:
+    p = sub.add_parser("sweep", help="run a named study (a grid of SAEs, see topk_sae.sweep.STUDIES); finished runs are skipped")
+    p.add_argument("--study", default="smollm2", help=f"one of {sorted(STUDIES)} (default: smollm2)")
+    p.add_argument("--out", default=None, help="sweep folder (default: runs/sweep-STUDY)")
+    p.add_argument("--only", nargs="+", default=None, metavar="GROUP", help="run only these experiment groups of the study")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
+
+def sweep_command(study: str, out: str | None = None, only: list[str] | None = None, progress: bool = True) -> int:
+    "`topk-sae sweep`: run (or finish) a named study, then print its results and fitted laws."
+    if study not in STUDIES: raise ValueError(f"unknown study {study!r}; choose one of {sorted(STUDIES)}")
+    s = STUDIES[study]
+    if only:
+        if unknown := sorted(set(only) - set(s.experiments)): raise ValueError(f"study {study!r} has no groups {unknown}; it has {sorted(s.experiments)}")
+        s = replace(s, experiments={g: r for g, r in s.experiments.items() if g in only})
+    out = out or f"runs/sweep-{study}"
+    table = run_study(s, out, progress=progress)
+    print(table[["name", "fvu", "l0", "dead_fraction", "delta_ce", "ablation_sparsity", "probe_loss", "seconds"]].round(4).to_string(index=False))
+    try: print("\n" + laws_table(fit_laws(table)).round(4).to_string(index=False))
+    except ValueError as e: print(f"\nno fits: {e}")
+    print(f"\nresults: {out}/results.csv")
+    return 0
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `topk-sae` command."
     parser = argparse.ArgumentParser(prog="topk-sae", description="TopK sparse autoencoders on TransformerLens activations")
     sub = parser.add_subparsers(dest="command", required=True)
     _demo_parser(sub)
+    _sweep_parser(sub)
     sub.add_parser("make-slice", help=f"regenerate the committed corpus slice {SOTU_SLICE.name}").add_argument("--out", default=str(SOTU_SLICE))
     args = vars(parser.parse_args(argv))
     command = args.pop("command")
     if command == "make-slice": return print(f"wrote {write_corpus_slice(args['out'])}") or 0
-    try: result = run_demo(DemoConfig(**args))
+    try:
+        if command == "sweep": return sweep_command(**args)
+        result = run_demo(DemoConfig(**args))
     except (ValueError, FileNotFoundError, ModuleNotFoundError, OSError) as e:
-        print(f"topk-sae demo: error: {e}", file=sys.stderr)
+        print(f"topk-sae {command}: error: {e}", file=sys.stderr)
         return 2
     print(summary_table(result.metrics).to_string())
     print(f"\nrun folder: {result.out}/ (report.html, metrics.json, history.csv, sae.safetensors, cfg.json)")

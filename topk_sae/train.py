@@ -8,7 +8,7 @@ __all__ = ['TUNED_LR_SCALE', 'TUNED_AUX_COEF', 'TUNED_DEAD_SHARE', 'Defaults', '
            'project_decoder_grad_', 'EMA', 'fold_decoder_norm_', 'ema_sae', 'init_distributed', 'world_size', 'rank',
            'average_gradients_', 'global_variance', 'StepOut', 'kernel_impl', 'step_losses', 'autocast_for',
            'make_optimizer', 'train_step', 'save_checkpoint', 'find_checkpoint', 'load_checkpoint', 'batches_from',
-           'TrainResult', 'as_source', 'train']
+           'untie_encoder_', 'TrainResult', 'as_source', 'train']
 
 # %% ../nbs/05_train.ipynb #1c2b39a2
 import contextlib, copy, inspect, itertools, math, os, time
@@ -58,6 +58,7 @@ class TrainConfig:
     adam_betas: tuple[float, float] = (0.9, 0.999)  # Adam's beta1, beta2
     adam_eps: float = 6.25e-10  # Adam's epsilon (the paper's value)
     multi_topk: bool = False  # add the 4k reconstruction's loss / 8 (a progressive code)
+    tied_init: bool = True  # start with W_enc = W_dec^T (SPEC 2); False draws the encoder independently (an ablation)
     aux_coef: float | None = None  # weight alpha of the AuxK loss; None: 1/32 (paper), 0.25 (tuned)
     k_aux: int | None = None  # latents in the AuxK reconstruction; None means `default_k_aux(d_model)`
     dead_tokens: int | None = None  # tokens without firing that make a latent dead; None: 10M (paper), n_tokens / 40 within [2 batches, 10M] (tuned)
@@ -115,7 +116,8 @@ def resolve(cfg: TrainConfig, sae: TopKSAE) -> Recipe:
     "Fill in the `None` defaults of `cfg` for `sae`, by its `defaults`."
     paper = cfg.defaults == "paper"
     schedule = cfg.lr_schedule if cfg.lr_schedule != "auto" else ("constant" if paper else "warmup_decay")
-    return Recipe(lr=cfg.lr or default_lr(sae.cfg.n_latents) * (1.0 if paper else TUNED_LR_SCALE),
+    scale = 1.0 if paper else getattr(sae, "TUNED_LR_SCALE", TUNED_LR_SCALE)  # an SAE class may bring its own (the ReLU baseline)
+    return Recipe(lr=cfg.lr or default_lr(sae.cfg.n_latents) * scale,
                   schedule=schedule, warmup_steps=max(1, round(cfg.warmup * cfg.steps)) if schedule == "warmup_decay" else 0,
                   decay_steps=max(1, round(cfg.decay * cfg.steps)) if schedule == "warmup_decay" else 0,
                   k_aux=cfg.k_aux or default_k_aux(sae.cfg.d_model),
@@ -161,6 +163,12 @@ class DeadLatents:
     def update(self, top: TopKOut, n_tokens: int) -> None:
         self.since += n_tokens
         self.since[top.idx[top.acts > 0]] = 0
+
+    @torch.no_grad()
+    def update_fired(self, fired: Bool[Tensor, "n_latents"], n_tokens: int) -> None:
+        "The same count from a mask of the latents that fired in the batch (for dense codes)."
+        self.since += n_tokens
+        self.since[fired] = 0
 
     def mask(self, dead_tokens: int) -> Bool[Tensor, "n_latents"]: return self.since >= dead_tokens
 
@@ -288,7 +296,9 @@ def train_step(sae: TopKSAE, opt: torch.optim.Optimizer, x: Float[Tensor, "tok d
                dead: DeadLatents, ema: EMA, cfg: TrainConfig, recipe: Recipe) -> StepOut:
     "One optimizer step on a batch of raw activations."
     x_n, _ = sae.normalize(x)
-    with autocast_for(cfg, sae.device): out = step_losses(sae, x_n, var0, dead, cfg, recipe)
+    losses = getattr(sae, "training_losses", None)  # an SAE with its own loss (the ReLU baseline); TopK: `step_losses`
+    with autocast_for(cfg, sae.device):
+        out = losses(x_n, var0, dead, cfg, recipe) if losses else step_losses(sae, x_n, var0, dead, cfg, recipe)
     opt.zero_grad(set_to_none=True)
     out.loss.backward()
     if world_size() > 1: average_gradients_(sae)
@@ -354,6 +364,14 @@ def batches_from(source: ActivationSource, batch_tokens: int, seed: int, start: 
     if start and "start" in inspect.signature(source.batches).parameters: return source.batches(batch_tokens, seed=seed, start=start)
     return itertools.islice(source.batches(batch_tokens, seed=seed), start, None)
 
+# %% ../nbs/05_train.ipynb #af55c459
+@torch.no_grad()
+def untie_encoder_(sae: TopKSAE, seed: int = 0) -> TopKSAE:
+    "Replace the encoder by random unit-norm columns independent of the decoder (the no-tied-init ablation)."
+    W = torch.randn(sae.cfg.n_latents, sae.cfg.d_model, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    sae.W_enc.copy_((W / W.norm(dim=1, keepdim=True)).t())
+    return sae
+
 # %% ../nbs/05_train.ipynb #0212288f
 class TrainResult(NamedTuple):
     "What `train` returns."
@@ -393,6 +411,7 @@ def train(sae: TopKSAE, source: Tensor | ActivationSource, cfg: TrainConfig) -> 
         raise ValueError(f"the source holds {source.hook!r} but the SAE was made for {sae.cfg.hook!r}")
     if cfg.batch_tokens % world: raise ValueError(f"batch_tokens={cfg.batch_tokens} must be divisible by the {world} processes")
     sample = sae._check_input(source.sample(cfg.init_tokens, seed=cfg.seed).to(sae.device))
+    if not cfg.tied_init: untie_encoder_(sae, cfg.seed)
     sae.init_from_data_(sample)
     if (var0 := loss_normalizer(sae, sample)) <= 0: raise ValueError("the activations have no variance after normalization: nothing to learn")
     dead, ema = DeadLatents(sae.cfg.n_latents, sae.device), EMA(sae, recipe.ema_decay)
