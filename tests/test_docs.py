@@ -101,13 +101,17 @@ def test_a_page_with_figures_draws_them(pages):
 
 
 # Every exported symbol is documented on its page with a lesson cell.
-# Names in notebooks being rewritten elsewhere; each is to get its lesson cell there, then leave this list.
+# PENDING: names in notebooks that are being rewritten in parallel (01_model, 05_train, 15_cli, 17_sweep) and still lack
+# a lesson cell (or, for constants, a mention in the prose). Each leaves this list when its lesson lands; the test
+# fails on a listed name that is already done, so the list only shrinks. Empty it, then delete it.
 PENDING = {
     "01_model": {"Normalize", "NORMALIZE_MODES", "SAE_FORMAT", "SAE_CLASSES", "NormStats", "TopKOut", "to_dense", "load_sae"},
-    "05_train": {"TUNED_AUX_COEF", "TUNED_DEAD_SHARE", "Defaults", "Recipe", "ema_sae", "init_distributed",
-                 "average_gradients_", "global_variance", "StepOut", "kernel_impl", "step_losses", "autocast_for",
-                 "save_checkpoint", "find_checkpoint", "load_checkpoint", "batches_from", "TrainResult", "as_source"},
-    "15_cli": {"RunData", "DemoResult", "latent_cards", "write_run"},
+    "05_train": {"TUNED_DEAD_SHARE", "Defaults", "Recipe", "ema_sae", "init_distributed", "average_gradients_",
+                 "global_variance", "StepOut", "kernel_impl", "step_losses", "autocast_for", "save_checkpoint",
+                 "find_checkpoint", "load_checkpoint", "batches_from", "TrainResult", "as_source"},
+    "15_cli": {"RunData", "DemoResult", "latent_cards", "write_run", "sweep_command"},
+    "17_sweep": {"ARCHS", "SWEEP_EVAL", "evaluate_run", "Fit", "plot_tokens", "plot_progressive", "plot_metric", "Study",
+                 "study_data", "smollm2_study", "gpt2_study", "tiny_study"},
 }
 
 
@@ -125,7 +129,8 @@ def code_names(src: str) -> set[str]:
 def module_notebooks() -> list[tuple[str, str]]:
     out = []
     for nb in sorted(NBS.glob("[0-9]*.ipynb")):
-        if m := re.search(r"^#\|\s*default_exp\s+(\S+)", nb.read_text().replace("\\n", "\n"), re.M): out.append((nb.stem, m.group(1)))
+        src = "\n".join(c.source for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code")
+        if m := re.search(r"^#\|\s*default_exp\s+(\S+)", src, re.M): out.append((nb.stem, m.group(1)))
     return out
 
 
