@@ -138,6 +138,8 @@ class Site:
                 nb = nbformat.read(PROC / rel, as_version=4)
                 fm = front_matter(nb)
                 self.pages[rel] = (out_file(rel, fm), fm, nb)
+        # Quarto orders a section's pages by their front matter's `order`, then by name; so do we
+        self.sections = [(t, sorted(rels, key=lambda r: float(self.pages[r][1].get("order", "inf")))) for t, rels in self.sections]
         self.by_url = {v[0]: k for k, v in self.pages.items()}
 
     def rel(self, page: str, target: str) -> str:
