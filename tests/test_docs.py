@@ -101,18 +101,6 @@ def test_a_page_with_figures_draws_them(pages):
 
 
 # Every exported symbol is documented on its page with a lesson cell.
-# PENDING: names in notebooks that are being rewritten in parallel (01_model, 05_train, 15_cli, 17_sweep) and still lack
-# a lesson cell (or, for constants, a mention in the prose). Each leaves this list when its lesson lands; the test
-# fails on a listed name that is already done, so the list only shrinks. Empty it, then delete it.
-PENDING = {
-    "01_model": {"Normalize", "NORMALIZE_MODES", "SAE_FORMAT", "SAE_CLASSES", "NormStats", "TopKOut", "to_dense", "load_sae"},
-    "05_train": {"TUNED_DEAD_SHARE", "Defaults", "Recipe", "ema_sae", "init_distributed", "average_gradients_",
-                 "global_variance", "StepOut", "kernel_impl", "step_losses", "autocast_for", "save_checkpoint",
-                 "find_checkpoint", "load_checkpoint", "batches_from", "TrainResult", "as_source"},
-    "15_cli": {"RunData", "DemoResult", "latent_cards", "write_run", "sweep_command"},
-    "17_sweep": {"ARCHS", "SWEEP_EVAL", "evaluate_run", "Fit", "plot_tokens", "plot_progressive", "plot_metric", "Study",
-                 "study_data", "smollm2_study", "gpt2_study", "tiny_study"},
-}
 
 
 def directives(src: str) -> set[str]:
@@ -155,6 +143,4 @@ def test_exported_symbols_are_documented_with_a_lesson(stem, module):
         elif f"`{name}`" not in prose and not re.search(rf"^{name}\b[^=\n]*=.*#", exported, re.M):
             undocumented.append(name)
         if name not in lessons: no_lesson.append(name)
-    pending = PENDING.get(stem, set())
-    assert not [n for n in undocumented + no_lesson if n not in pending], f"{stem}: no doc {undocumented}, no lesson cell {no_lesson}"
-    assert not pending - set(undocumented + no_lesson), f"{stem}: {pending - set(undocumented + no_lesson)} are done; remove them from PENDING"
+    assert not undocumented + no_lesson, f"{stem}: no doc {undocumented}, no lesson cell {no_lesson}"

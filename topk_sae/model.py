@@ -232,10 +232,9 @@ def unit_norm_decoder_(sae: TopKSAE) -> None:
     sae.W_dec.div_(sae.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
 # %% ../nbs/01_model.ipynb #57e334e6
-SAE_FORMAT = "topk_sae.TopKSAE/1"
+SAE_FORMAT = "topk_sae.TopKSAE/1"  # the format string of a TopKSAE's cfg.json
 TopKSAE.FORMAT, TopKSAE.Config = SAE_FORMAT, SAEConfig
-# Every SAE class the library can save, by the format string in its `cfg.json`: the class, or "module:class" (imported when needed).
-SAE_CLASSES = {SAE_FORMAT: TopKSAE, "topk_sae.ReLUSAE/1": "topk_sae.relu:ReLUSAE"}
+SAE_CLASSES = {SAE_FORMAT: TopKSAE, "topk_sae.ReLUSAE/1": "topk_sae.relu:ReLUSAE"}  # format in cfg.json -> class, or "module:class"
 
 @patch
 def save(self: TopKSAE, path: str | Path) -> Path:

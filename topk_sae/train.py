@@ -41,7 +41,7 @@ def default_k_aux(d_model: int) -> int:
 TUNED_LR_SCALE = 16.0  # peak lr of the tuned defaults, in units of the paper's rule (bench/tune_defaults.md)
 TUNED_AUX_COEF = 0.25  # AuxK weight of the tuned defaults (the paper's is 1/32)
 TUNED_DEAD_SHARE = 1 / 40  # dead window of the tuned defaults, as a share of the run
-Defaults = Literal["tuned", "paper"]
+Defaults = Literal["tuned", "paper"]  # the two sets of defaults a TrainConfig can start from
 
 # %% ../nbs/05_train.ipynb #7b9d27e8
 @dataclass(frozen=True)
