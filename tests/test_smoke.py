@@ -38,6 +38,18 @@ def test_main_path_in_a_clean_process(tmp_path):
     assert metrics["heldout"]["l0"] <= 8
 
 
+def test_every_module_imports_without_dev_tools(tmp_path):
+    "All modules but `showdoc` (nbdev's doc renderer, imported by docs builds only) import with nbdev and fastcore blocked."
+    out = _run("""
+        import importlib, pkgutil, topk_sae
+        names = [m.name for m in pkgutil.iter_modules(topk_sae.__path__) if m.name not in ("showdoc", "_modidx")]
+        for n in names: importlib.import_module(f"topk_sae.{n}")
+        print(len(names))
+    """, tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert int(out.stdout.split()[-1]) >= 20
+
+
 def test_console_script(tmp_path):
     from topk_sae.data import SOTU_SLICE
     exe = Path(sys.executable).parent / "topk-sae"
