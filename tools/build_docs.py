@@ -92,13 +92,18 @@ def static_outputs(outputs: list) -> list:
     return res
 
 
+def strip_link_attrs(md: str) -> str:
+    "Markdown links without Pandoc's `{target=...}` attributes, which nbconvert would print."
+    return re.sub(r"\]\(([^)\s]+)\)\{[^}]*\}", r"](\1)", md)
+
+
 def prepare(nb) -> None:
     "Apply the Quarto cell options nbdev leaves in `_proc/` (echo, output, include) and make outputs static."
     nb.metadata.pop("widgets", None)
     cells = []
     for c in nb.cells:
         if c.cell_type == "markdown":
-            c.source = re.sub(r"\]\(([^)\s]+)\)\{[^}]*\}", r"](\1)", c.source)  # Pandoc link attributes
+            c.source = strip_link_attrs(c.source)
         if c.cell_type == "code":
             opts, c.source = cell_options(c.source)
             if opts.get("include") == "false": continue
@@ -106,7 +111,7 @@ def prepare(nb) -> None:
             sym = re.fullmatch(r"show_doc\(([\w.]+)\)", c.source.strip())
             for o in c.outputs:
                 if "text/markdown" in o.get("data", {}):
-                    md = re.sub(r"\]\(([^)\s]+)\)\{[^}]*\}", r"](\1)", o.data["text/markdown"])
+                    md = strip_link_attrs(o.data["text/markdown"])
                     if sym and "." in sym.group(1):  # a method: titled `Class.method`, the anchor nbdev's doc links use
                         md = re.sub(rf"^(#+) {re.escape(sym.group(1).split('.')[-1])}$", rf"\1 {sym.group(1)}", md, count=1, flags=re.M)
                     o.data["text/markdown"] = md

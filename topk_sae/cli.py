@@ -9,7 +9,7 @@ __all__ = ['DemoConfig', 'timed', 'RunData', 'run_data', 'DemoResult', 'latent_c
 # %% ../nbs/15_cli.ipynb #87652d14
 import argparse, json, sys, time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -211,13 +211,8 @@ def _sweep_parser(sub: Any) -> None:
 
 def sweep_command(study: str, out: str | None = None, only: list[str] | None = None, progress: bool = True) -> int:
     "`topk-sae sweep`: run (or finish) a named study, then print its results and fitted laws."
-    if study not in STUDIES: raise ValueError(f"unknown study {study!r}; choose one of {sorted(STUDIES)}")
-    s = STUDIES[study]
-    if only:
-        if unknown := sorted(set(only) - set(s.experiments)): raise ValueError(f"study {study!r} has no groups {unknown}; it has {sorted(s.experiments)}")
-        s = replace(s, experiments={g: r for g, r in s.experiments.items() if g in only})
     out = out or f"runs/sweep-{study}"
-    table = run_study(s, out, progress=progress)
+    table = run_study(study, out, progress=progress, only=only)
     print(table[["name", "fvu", "l0", "dead_fraction", "delta_ce", "ablation_sparsity", "probe_loss", "seconds"]].round(4).to_string(index=False))
     try: print("\n" + laws_table(fit_laws(table)).round(4).to_string(index=False))
     except ValueError as e: print(f"\nno fits: {e}")

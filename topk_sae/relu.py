@@ -13,7 +13,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .model import SAEConfig, TopKOut, TopKSAE, topk_relu
+from .model import SAEConfig, TopKOut, TopKSAE
 from .train import DeadLatents, Recipe, StepOut, TrainConfig, normalized_mse, world_size
 
 # %% ../nbs/05a_relu.ipynb #fd7aa1e8
@@ -42,11 +42,8 @@ class ReLUSAE(TopKSAE):
 
     def encode_topk(self, x_n: Float[Tensor, "tok d_model"], k: int | None = None) -> TopKOut:
         "All positive latents per token (zero-padded to the widest token), or only the `k` largest."
-        pre = self.pre_acts(x_n)
-        if k is not None:
-            if not 1 <= k <= self.cfg.n_latents: raise ValueError(f"k={k} is out of range: use 1 <= k <= n_latents={self.cfg.n_latents}")
-            return topk_relu(pre, k)
-        z = pre.relu()
+        if k is not None: return super().encode_topk(x_n, k)  # the test-time TopK
+        z = self.pre_acts(x_n).relu()
         width = max(1, int((z > 0).sum(1).max())) if len(z) else 1
         return TopKOut(*z.topk(width, dim=1, sorted=False))
 
@@ -57,6 +54,5 @@ class ReLUSAE(TopKSAE):
         fvu = normalized_mse((z @ self.W_dec + self.b_dec).float(), x_n, var0)
         l1 = z.float().sum(1).mean() / math.sqrt(self.cfg.d_model * var0)
         dead.update_fired((z > 0).any(0), len(x_n) * world_size())
-        if world_size() > 1: torch.distributed.all_reduce(dead.since, op=torch.distributed.ReduceOp.MIN)
         code = TopKOut(z.detach(), torch.arange(z.shape[1], device=z.device).expand_as(z))
         return StepOut(fvu + self.cfg.l1_coef * l1, fvu, l1, code)

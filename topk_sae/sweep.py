@@ -11,7 +11,7 @@ __all__ = ['ARCHS', 'SWEEP_EVAL', 'PAPER_JOINT', 'STUDIES', 'RunSpec', 'grid', '
 
 # %% ../nbs/17_sweep.ipynb #b33b1224
 import itertools, json, math, shutil, time, warnings
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
@@ -130,18 +130,16 @@ class SweepData(NamedTuple):
 # %% ../nbs/17_sweep.ipynb #4e97c69f
 SWEEP_EVAL = EvalConfig(parts=("downstream", "ablation", "probes"), downstream_contexts=64, ablation_positions=16, probe_contexts=256, progress=False)  # full_eval's sample sizes
 
-def _nan(): return float("nan")
-
 def evaluate_run(spec: RunSpec, sae: TopKSAE, history: pd.DataFrame, data: SweepData, eval_cfg: EvalConfig = SWEEP_EVAL) -> dict:
     "The metrics of one trained SAE: held-out activation metrics always, model-level ones when `spec.full_eval`."
     s = scan(sae, data.heldout)
     row = {"fvu": s.fvu, "l0": s.l0, "dead_fraction": s.dead_fraction, "tokens_to_convergence": tokens_to_convergence(history),
-           "final_train_fvu": float(history.fvu.iloc[-1]) if len(history) else _nan(), "progressive": "", "shrinkage": _nan(),
-           **{m: _nan() for m in ("delta_ce", "ce_recovered", "ablation_sparsity", "ablation_channels", "probe_loss", "probe_baseline")}}
+           "final_train_fvu": float(history.fvu.iloc[-1]) if len(history) else math.nan, "progressive": "",
+           "shrinkage": shrinkage(sae, data.heldout[:512]).ratio,
+           **{m: math.nan for m in ("delta_ce", "ce_recovered", "ablation_sparsity", "ablation_channels", "probe_loss", "probe_baseline")}}
     if spec.arch == "topk":
         prog = progressive_recovery(sae, data.heldout)
         row["progressive"] = json.dumps({int(r.k): round(float(r.fvu), 5) for r in prog.itertuples()})
-    row["shrinkage"] = shrinkage(sae, data.heldout[:512]).ratio
     if spec.full_eval:
         if data.model is None or data.heldout_contexts is None:
             raise ValueError(f"{spec.name} asks for full_eval, which needs SweepData(model=..., hook=..., heldout_contexts=...)")
@@ -191,7 +189,7 @@ def run_sweep(runs: list[RunSpec], data: SweepData, out: str | Path, batch_token
         folder = out / "runs" / spec.name
         start = time.perf_counter()
         if (folder / "sae" / "cfg.json").exists() and (folder / "history.csv").exists():  # trained, but killed while evaluating
-            sae, history, train_s = load_sae(folder / "sae"), pd.read_csv(folder / "history.csv"), _nan()
+            sae, history, train_s = load_sae(folder / "sae"), pd.read_csv(folder / "history.csv"), math.nan
         else:
             cfg = spec.train_config(batch_tokens, checkpoint_dir=str(folder / "checkpoint"), resume=True, progress=progress,
                                     checkpoint_every=max(batch_tokens, spec.n_tokens // max(1, checkpoints)))
@@ -269,10 +267,17 @@ def fit_tokens(n: Any, T: Any) -> Fit:
     return _fit(lambda n, C, p: C * n ** p, n, T, ["C", "p"], [[float(np.exp(icpt)), float(slope)]], "T(n) = C n^p", bounds=([0, -5], [np.inf, 5]))
 
 # %% ../nbs/17_sweep.ipynb #593574b5
+def _default_recipe(df: pd.DataFrame) -> pd.DataFrame:
+    "The runs without an ablation switch: tied init, AuxK, no Multi-TopK, the defaults' schedule."
+    return df[df.tied_init.astype(bool) & df.auxk.astype(bool) & ~df.multi_topk.astype(bool) & (df.lr_schedule == "auto")]
+
+def _constant_rows(df: pd.DataFrame) -> pd.DataFrame:
+    "TopK runs at a constant learning rate with a measured tokens-to-convergence: the data of `T(n)`."
+    return df[(df.arch == "topk") & (df.lr_schedule == "constant")].dropna(subset=["tokens_to_convergence"])
+
 def _scaling_rows(df: pd.DataFrame) -> pd.DataFrame:
-    "TopK runs of the default recipe (no ablation switches) at each run's largest budget."
-    m = (df.arch == "topk") & df.tied_init.astype(bool) & df.auxk.astype(bool) & ~df.multi_topk.astype(bool) & (df.lr_schedule == "auto")
-    d = df[m]
+    "TopK runs of the default recipe at each run's largest budget."
+    d = _default_recipe(df[df.arch == "topk"])
     return d[d.n_tokens == d.groupby(["n_latents", "k"]).n_tokens.transform("max")]
 
 def fit_laws(df: pd.DataFrame) -> dict[str, Any]:
@@ -283,7 +288,7 @@ def fit_laws(df: pd.DataFrame) -> dict[str, Any]:
     d = _scaling_rows(df)
     per_k = {int(k): attempt(fit_power_law, g.n_latents, g.fvu) for k, g in d.groupby("k") if g.n_latents.nunique() >= 4}
     joint = attempt(fit_joint, d.n_latents, d.k, d.fvu) if len(d) >= 8 and d.k.nunique() >= 2 else None
-    c = df[(df.arch == "topk") & (df.lr_schedule == "constant")].dropna(subset=["tokens_to_convergence"])
+    c = _constant_rows(df)
     tokens = attempt(fit_tokens, c.n_latents, c.tokens_to_convergence) if c.n_latents.nunique() >= 3 else None
     return {"per_k": {k: f for k, f in per_k.items() if f is not None}, "joint": joint, "tokens": tokens}
 
@@ -297,7 +302,7 @@ def laws_table(laws: dict[str, Any]) -> pd.DataFrame:
 # %% ../nbs/17_sweep.ipynb #8eae6304
 def frontier_gap(df: pd.DataFrame, n_latents: int) -> pd.DataFrame:
     "For each ReLU run of size `n_latents`: its L0 and FVU, the TopK FVU at that L0 (log-log line through the TopK runs), and their ratio."
-    base = df[df.tied_init.astype(bool) & df.auxk.astype(bool) & ~df.multi_topk.astype(bool) & (df.lr_schedule == "auto") & (df.n_latents == n_latents)]
+    base = _default_recipe(df[df.n_latents == n_latents])
     topk, relu = base[base.arch == "topk"].sort_values("l0"), base[base.arch == "relu"].sort_values("l0")
     if len(topk) < 2: raise ValueError(f"need at least two TopK runs with n_latents={n_latents} to interpolate the frontier, found {len(topk)}")
     slope, icpt = np.polyfit(np.log(topk.l0), np.log(topk.fvu), 1)
@@ -329,8 +334,7 @@ def plot_scaling(df: pd.DataFrame, laws: dict | None = None) -> go.Figure:
 def plot_frontier(df: pd.DataFrame) -> go.Figure:
     "The sparsity-reconstruction frontier: held-out FVU against L0, TopK and ReLU + L1, one line per (arch, n_latents)."
     fig = go.Figure()
-    d = df[df.tied_init.astype(bool) & df.auxk.astype(bool) & ~df.multi_topk.astype(bool) & (df.lr_schedule == "auto")]
-    for (arch, n), g in d.groupby(["arch", "n_latents"]):
+    for (arch, n), g in _default_recipe(df).groupby(["arch", "n_latents"]):
         if len(g) < 2: continue
         fig.add_scatter(x=g.sort_values("l0").l0, y=g.sort_values("l0").fvu, mode="lines+markers", name=f"{arch}, n={n}",
                         line=dict(dash="solid" if arch == "topk" else "dash"), marker=dict(symbol="circle" if arch == "topk" else "diamond", size=9))
@@ -338,7 +342,7 @@ def plot_frontier(df: pd.DataFrame) -> go.Figure:
 
 def plot_tokens(df: pd.DataFrame, fit: Fit | None = None) -> go.Figure:
     "Tokens to convergence against n_latents (constant-schedule runs) with the fit `T(n) = C n^p`."
-    c = df[(df.arch == "topk") & (df.lr_schedule == "constant")].dropna(subset=["tokens_to_convergence"]).sort_values("n_latents")
+    c = _constant_rows(df).sort_values("n_latents")
     fig = go.Figure().add_scatter(x=c.n_latents, y=c.tokens_to_convergence, mode="markers", name="runs", marker=dict(size=9))
     if fit is not None and len(c):
         xs = np.geomspace(c.n_latents.min(), c.n_latents.max(), 50)
@@ -399,11 +403,14 @@ def study_data(study: Study, folder: str | Path, progress: bool = True) -> Sweep
     held = harvest(model, hook, held_ctx, batch_size=study.harvest_batch, cache=folder / "heldout.safetensors", progress=progress)
     return SweepData(store, held, model, hook, held_ctx)
 
-def run_study(study: Study | str, out: str | Path, progress: bool = True) -> pd.DataFrame:
-    "Run a study (a `Study`, or a name in `STUDIES`) into `out`; finished runs are skipped, an interrupted one resumes."
+def run_study(study: Study | str, out: str | Path, progress: bool = True, only: list[str] | None = None) -> pd.DataFrame:
+    "Run a study (a `Study`, or a name in `STUDIES`), or `only` some of its groups, into `out`; finished runs are skipped, an interrupted one resumes."
     if isinstance(study, str):
         if study not in STUDIES: raise ValueError(f"unknown study {study!r}; choose one of {sorted(STUDIES)}")
         study = STUDIES[study]
+    if only:
+        if unknown := sorted(set(only) - set(study.experiments)): raise ValueError(f"the study has no groups {unknown}; it has {sorted(study.experiments)}")
+        study = replace(study, experiments={g: r for g, r in study.experiments.items() if g in only})
     data = study_data(study, Path(out) / "data", progress)
     return run_sweep(study.runs(), data, out, study.batch_tokens, eval_cfg=study.eval_cfg, progress=progress)
 

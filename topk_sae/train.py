@@ -161,14 +161,19 @@ class DeadLatents:
 
     @torch.no_grad()
     def update(self, top: TopKOut, n_tokens: int) -> None:
-        self.since += n_tokens
-        self.since[top.idx[top.acts > 0]] = 0
+        "Count a batch of `n_tokens` tokens (over all processes) whose sparse code is `top`."
+        fired = torch.zeros_like(self.since, dtype=torch.bool)
+        fired[top.idx[top.acts > 0]] = True
+        self.update_fired(fired, n_tokens)
 
     @torch.no_grad()
     def update_fired(self, fired: Bool[Tensor, "n_latents"], n_tokens: int) -> None:
         "The same count from a mask of the latents that fired in the batch (for dense codes)."
         self.since += n_tokens
         self.since[fired] = 0
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(self.since, op=dist.ReduceOp.MIN)  # fired on any process: alive
 
     def mask(self, dead_tokens: int) -> Bool[Tensor, "n_latents"]: return self.since >= dead_tokens
 
@@ -276,7 +281,6 @@ def step_losses(sae: TopKSAE, x_n: Float[Tensor, "tok d_model"], var0: float, de
     loss = fvu + normalized_mse(sae.decode_sparse(wide).float(), x_n, var0) / 8 if cfg.multi_topk else fvu
     dead.update(top, n_tok)
     residual = (x_n - x_hat).detach()
-    if world > 1: torch.distributed.all_reduce(dead.since, op=torch.distributed.ReduceOp.MIN)  # fired anywhere: alive
     aux = auxk_loss(codes.aux, residual, sae.W_dec, var=global_variance(residual) if world > 1 else None).float()
     return StepOut(loss + recipe.aux_coef * aux, fvu, aux, top)
 
