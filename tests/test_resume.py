@@ -48,7 +48,7 @@ def test_a_checkpoint_from_another_config_is_refused(tmp_path):
     from topk_sae.model import SAEConfig
     from topk_sae.train import TrainConfig, train
     acts = torch.randn(4096, 16)
-    cfg = TrainConfig.tiny(n_tokens=1024, checkpoint_every=512, checkpoint_dir=str(tmp_path / "c"), resume=True)
+    cfg = TrainConfig.tiny(n_tokens=1024, checkpoint_every=512, checkpoint_dir=str(tmp_path / "c"), resume=True, adam_betas=(0.9, 0.999))
     train(TopKSAE(SAEConfig.tiny()), acts, cfg)
     with pytest.raises(ValueError, match="n_latents=64 there, 32 here"):
         train(TopKSAE(SAEConfig.tiny(n_latents=32)), acts, cfg)
