@@ -7,7 +7,7 @@ __all__ = ['TUNED_LR_SCALE', 'TUNED_AUX_COEF', 'TUNED_BETA1', 'TUNED_DEAD_GAPS',
            'TrainConfig', 'Recipe', 'resolve', 'short_run_boost', 'tuned_dead_tokens', 'lr_at', 'loss_normalizer',
            'normalized_mse', 'auxk_loss', 'DeadLatents', 'project_decoder_grad_', 'EMA', 'fold_decoder_norm_',
            'ema_sae', 'init_distributed', 'world_size', 'rank', 'average_gradients_', 'global_variance', 'StepOut',
-           'kernel_impl', 'step_losses', 'autocast_for', 'make_optimizer', 'train_step', 'save_checkpoint',
+           'kernel_impl', 'step_losses', 'autocast_for', 'Adam', 'make_optimizer', 'train_step', 'save_checkpoint',
            'find_checkpoint', 'load_checkpoint', 'batches_from', 'untie_encoder_', 'TrainResult', 'as_source', 'train']
 
 # %% ../nbs/05_train.ipynb #1c2b39a2
@@ -301,11 +301,36 @@ def autocast_for(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractC
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
-def make_optimizer(sae: TopKSAE, cfg: TrainConfig, lr: float) -> torch.optim.Adam:
+def _column_major(p: Tensor) -> bool: return p.dim() == 2 and not p.is_contiguous() and p.t().is_contiguous()
+
+class Adam(torch.optim.Adam):
+    "`torch.optim.Adam` that steps a column-major parameter (`W_enc`) through its contiguous transpose: same update, no copies in the fused kernel."
+    def __init__(self, params, **kw):
+        params = list(params)
+        self.aliases = [(p, p.detach().t()) for p in params if _column_major(p)]  # (parameter, row-major view of its storage)
+        alias = {id(p): a for p, a in self.aliases}
+        super().__init__([alias.get(id(p), p) for p in params], **kw)
+
+    def step(self, closure=None):
+        for p, a in self.aliases: a.grad = None if p.grad is None else p.grad.t()
+        return super().step(closure)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        super().zero_grad(set_to_none)
+        for p, _ in self.aliases:
+            if p.grad is not None: p.grad = None if set_to_none else p.grad.zero_()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        for p, a in self.aliases:  # a state saved by plain Adam (before the aliases) has the parameter's layout
+            for k, v in self.state[a].items():
+                if torch.is_tensor(v) and v.dim() == 2 and v.shape == p.shape and v.stride() == p.stride() != a.stride(): self.state[a][k] = v.t()
+
+def make_optimizer(sae: TopKSAE, cfg: TrainConfig, lr: float) -> Adam:
     "Adam with the recipe's betas and the paper's epsilon; the fused kernel where this torch has one."
     kw = dict(lr=lr, betas=resolve(cfg, sae).betas, eps=cfg.adam_eps)
-    try: return torch.optim.Adam(sae.parameters(), fused=True, **kw)
-    except (RuntimeError, TypeError): return torch.optim.Adam(sae.parameters(), **kw)
+    try: return Adam(sae.parameters(), fused=True, **kw)
+    except (RuntimeError, TypeError): return Adam(sae.parameters(), **kw)
 
 def train_step(sae: TopKSAE, opt: torch.optim.Optimizer, x: Float[Tensor, "tok d_model"], var0: float,
                dead: DeadLatents, ema: EMA, cfg: TrainConfig, recipe: Recipe) -> StepOut:
