@@ -47,6 +47,10 @@ def select_codes(pre: Tensor, k: int, sort: bool, candidates: Tensor | None, k_a
     fired = fired_anywhere(torch.zeros_like(candidates).index_fill_(0, top_i[:, :k_fire][top_v[:, :k_fire] > 0], True))
     dead = candidates & ~fired
     if (n_dead := int(dead.sum())) == 0: return top_v, top_i, *empty
+    if 4 * n_dead <= pre.shape[1]:  # few dead latents (the usual case): search only their columns
+        dead_i = dead.nonzero().squeeze(1)
+        aux_v, j = pre.index_select(1, dead_i).topk(min(k_aux, n_dead), dim=-1, sorted=False)
+        return top_v, top_i, aux_v, dead_i[j]
     masked = pre.masked_fill_(~dead, float("-inf")) if inplace else pre.masked_fill(~dead, float("-inf"))
     return (top_v, top_i, *masked.topk(min(k_aux, n_dead), dim=-1, sorted=False))
 
