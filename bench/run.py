@@ -124,7 +124,8 @@ def section_train(args) -> None:
     lines += ["", "`vs topk_sae` > 1 means slower than topk_sae; `vs x @ W_enc` is the ratio to the floor (targets: SAELens >= 3x, "
               "sparsify >= 1.2x, topk_sae <= 1.5x). `topk_sae` runs with no latent dead yet (AuxK idle, as sparsify, whose AuxK is "
               "off, and SAELens, whose dead window is 1000 steps); `topk_sae + AuxK` counts a latent dead after two batches without "
-              "firing, so AuxK (k_aux 128) runs every step: the cost of the tuned defaults' short dead window at small n."]
+              "firing, so AuxK (k_aux 128) runs every step over every latent that missed the last batch: the tuned defaults' window at "
+              "n 4096 (64 n / k tokens = 2 batches), a worst case at larger n, where the window is 8 and 32 batches."]
     write("train", lines)
 
 
