@@ -1,12 +1,13 @@
 """The sparse training kernels equal plain autograd: values and gradients over random shapes (n not a power
-of two), with and without AuxK and Multi-TopK, and whole training steps that end at the same weights."""
+of two), with and without AuxK and Multi-TopK, the sparse decoder's backward, and whole training steps that end
+at the same weights; the reused buffers really are reused and never leak stale values."""
 import copy
 
 import torch
 from hypothesis import given, settings, strategies as st
 
-from topk_sae.kernels import TopKEncoder, encode_for_training, scatter_outer, select_codes
-from topk_sae.model import SAEConfig, TopKSAE
+from topk_sae.kernels import WORKSPACE, SparseDecode, TopKEncoder, decode_for_training, encode_for_training, gather_dot, scatter_outer, select_codes
+from topk_sae.model import SAEConfig, TopKOut, TopKSAE, dense_decode
 from topk_sae.train import DeadLatents, EMA, TrainConfig, loss_normalizer, make_optimizer, resolve, train_step
 
 
@@ -73,3 +74,60 @@ def test_bf16_autocast_trains_on_cpu():
     res = train(TopKSAE(SAEConfig.tiny()), x, TrainConfig.tiny(n_tokens=8192, lr=3e-3, precision="bf16"))
     assert res.sae.W_dec.dtype == torch.float32 and torch.isfinite(torch.tensor(res.history.loss.values)).all()
     assert res.history.fvu.iloc[-1] < res.history.fvu.iloc[0]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 48), st.integers(1, 13), st.integers(1, 97), st.data())
+def test_sparse_decode_values_and_gradients(tok, d, n, data):
+    k = data.draw(st.integers(1, min(n, 12)))
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**16)))
+    idx = torch.stack([torch.randperm(n, generator=g)[:k] for _ in range(tok)])  # distinct latents per token, as in a code
+    acts = torch.randn(tok, k, generator=g, dtype=torch.float64).relu().requires_grad_()
+    W = torch.randn(n, d, generator=g, dtype=torch.float64, requires_grad=True)
+    up = torch.randn(tok, d, generator=g, dtype=torch.float64)
+    outs = []
+    for dec in (lambda: decode_for_training(TopKOut(acts, idx), W, "sparse"), lambda: dense_decode(TopKOut(acts, idx), W)):
+        y = dec()
+        outs.append((y, *torch.autograd.grad((y * up).sum(), (acts, W), allow_unused=True)))
+    for a, r in zip(*outs):
+        if r is None: assert a is None or a.abs().max() == 0
+        else: torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 9), st.integers(1, 50), st.integers(0, 8), st.integers(0, 2**16))
+def test_gather_dot_equals_gathered_rows(tok, d, n, k, seed):
+    g = torch.Generator().manual_seed(seed)
+    k = min(k, n)
+    idx = torch.stack([torch.randperm(n, generator=g)[:k] for _ in range(tok)])  # distinct within a row, as in a code
+    W, y = torch.randn(n, d, generator=g, dtype=torch.float64), torch.randn(tok, d, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(gather_dot(idx, W, y), (W[idx] * y[:, None]).sum(-1))
+
+
+def test_reused_buffers_hold_no_stale_values():
+    "A buffer handed back full of NaN comes out of the next product overwritten (beta=0 must not read it)."
+    g = torch.Generator().manual_seed(0)
+    idx, vals, x = torch.randint(0, 30, (64, 4), generator=g), torch.randn(64, 4, generator=g), torch.randn(64, 7, generator=g)
+    ref = torch.zeros(64, 30).scatter_add_(1, idx, vals).T @ x
+    first = scatter_outer(idx, vals, x, 30)
+    WORKSPACE.give(first.fill_(float("nan")))
+    again = scatter_outer(idx, vals, x, 30)
+    assert again.data_ptr() == first.data_ptr()  # the same memory ...
+    torch.testing.assert_close(again, ref)  # ... with no NaN left in it
+
+
+def test_training_reuses_its_gradient_buffers():
+    """After the first step the encoder and decoder gradients are written into the previous step's memory (AuxK idle: its
+    decoder gradient is added into the main one by autograd, and that third buffer is a new one each step)."""
+    from topk_sae.train import train_step
+    sae = TopKSAE(SAEConfig(d_model=32, n_latents=2048, k=8))
+    x = torch.randn(256, 32)
+    sae.init_from_data_(x)
+    cfg = TrainConfig(n_tokens=256 * 3, batch_tokens=256, dead_tokens=10**9, progress=False)
+    recipe, dead, ema = resolve(cfg, sae), DeadLatents(2048), EMA(sae, 0.9)
+    opt, var0 = make_optimizer(sae, cfg, recipe.lr), loss_normalizer(sae, x)
+    ptrs = []
+    for _ in range(3):
+        train_step(sae, opt, x, var0, dead, ema, cfg, recipe)
+        ptrs.append({sae.W_enc.grad.data_ptr(), sae.W_dec.grad.data_ptr()})
+    assert ptrs[1] == ptrs[2]
