@@ -26,7 +26,7 @@ from torch import Tensor
 
 from .activations import ActivationSource, TensorSource
 from .core import atomic_path, check_finite, dataclass_from_dict, load_json, progress as progress_bar, save_json
-from .kernels import Impl, decode_for_training, encode_for_training, release_grads_
+from .kernels import WORKSPACE, Impl, decode_for_training, encode_for_training, release_grads_
 from .model import TopKOut, TopKSAE, topk_relu, unit_norm_decoder_
 
 # %% ../nbs/05_train.ipynb #52809493
@@ -469,13 +469,15 @@ def train(sae: TopKSAE, source: Tensor | ActivationSource, cfg: TrainConfig) -> 
         first, var0, rows = state["step"], state["var0"], state["rows"]
     batches, local = batches_from(source, cfg.batch_tokens, cfg.seed, first), cfg.batch_tokens // world
     bar = progress_bar(range(first, cfg.steps), desc="training", enabled=cfg.progress and me == 0, unit="step")
-    for step in bar:
-        x = check_finite(next(batches)[me * local:(me + 1) * local].to(sae.device, sae.W_dec.dtype), f"batch {step} of activations")
-        for group in opt.param_groups: group["lr"] = lr_at(step, recipe, cfg.steps)
-        out = train_step(sae, opt, x, var0, dead, ema, cfg, recipe)
-        if (step + 1) % recipe.log_every == 0 or step + 1 == cfg.steps:
-            rows.append(_log_row(step, out if world == 1 else _mean_over_processes(out), dead, cfg, recipe, start))
-            bar.set_postfix(fvu=f"{rows[-1]['fvu']:.3f}", dead=f"{rows[-1]['dead_fraction']:.1%}")
-        if me == 0 and cfg.checkpoint_every and ((step + 1) * cfg.batch_tokens) // cfg.checkpoint_every > (step * cfg.batch_tokens) // cfg.checkpoint_every:
-            save_checkpoint(cfg.checkpoint_dir, sae, opt, ema, dead, cfg, pd.DataFrame(rows), (step + 1) * cfg.batch_tokens, var0)
+    try:
+        for step in bar:
+            x = check_finite(next(batches)[me * local:(me + 1) * local].to(sae.device, sae.W_dec.dtype), f"batch {step} of activations")
+            for group in opt.param_groups: group["lr"] = lr_at(step, recipe, cfg.steps)
+            out = train_step(sae, opt, x, var0, dead, ema, cfg, recipe)
+            if (step + 1) % recipe.log_every == 0 or step + 1 == cfg.steps:
+                rows.append(_log_row(step, out if world == 1 else _mean_over_processes(out), dead, cfg, recipe, start))
+                bar.set_postfix(fvu=f"{rows[-1]['fvu']:.3f}", dead=f"{rows[-1]['dead_fraction']:.1%}")
+            if me == 0 and cfg.checkpoint_every and ((step + 1) * cfg.batch_tokens) // cfg.checkpoint_every > (step * cfg.batch_tokens) // cfg.checkpoint_every:
+                save_checkpoint(cfg.checkpoint_dir, sae, opt, ema, dead, cfg, pd.DataFrame(rows), (step + 1) * cfg.batch_tokens, var0)
+    finally: WORKSPACE.clear()  # the kernels' reused buffers (a (batch, n_latents) matrix among them) are not kept after training
     return TrainResult(ema_sae(sae, ema), sae, pd.DataFrame(rows), recipe, time.perf_counter() - start)
