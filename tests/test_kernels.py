@@ -131,3 +131,14 @@ def test_training_reuses_its_gradient_buffers():
         train_step(sae, opt, x, var0, dead, ema, cfg, recipe)
         ptrs.append({sae.W_enc.grad.data_ptr(), sae.W_dec.grad.data_ptr()})
     assert ptrs[1] == ptrs[2]
+
+
+def test_encoder_runs_in_bf16_under_autocast():
+    "The reused-buffer path writes with `out=`, which autocast does not cast: under autocast the encoder must not take it."
+    sae = TopKSAE(SAEConfig(d_model=32, n_latents=256, k=8))
+    x = torch.randn(64, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        codes = encode_for_training(sae, x, 8)
+    assert codes.top.acts.dtype == torch.bfloat16
+    codes = encode_for_training(sae, x, 8)
+    assert codes.top.acts.dtype == torch.float32
