@@ -6,9 +6,16 @@ import copy
 import torch
 from hypothesis import given, settings, strategies as st
 
-from topk_sae.kernels import WORKSPACE, SparseDecode, TopKEncoder, decode_for_training, encode_for_training, gather_dot, scatter_outer, select_codes
+from topk_sae.kernels import WORKSPACE, TopKEncoder, decode_for_training, encode_for_training, gather_dot, scatter_outer, select_codes
 from topk_sae.model import SAEConfig, TopKOut, TopKSAE, dense_decode
 from topk_sae.train import DeadLatents, EMA, TrainConfig, loss_normalizer, make_optimizer, resolve, train_step
+
+
+def assert_same(ours, reference):
+    "Values and gradients equal to 1e-10; a gradient the reference leaves out (None) must be absent or zero in ours."
+    for a, r in zip(ours, reference):
+        if r is None: assert a is None or a.abs().max() == 0
+        else: torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
 
 
 @settings(max_examples=150, deadline=None)
@@ -30,9 +37,7 @@ def test_encoder_values_and_gradients(tok, d, n, data):
         up_t = torch.randn(tv.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
         up_a = torch.randn(av.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
         outs.append((tv, ti, av, ai, *torch.autograd.grad((tv * up_t).sum() + (av * up_a).sum(), (x, W, b, b_dec), allow_unused=True)))
-    for a, r in zip(*outs):
-        if r is None: assert a is None or a.abs().max() == 0
-        else: torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
+    assert_same(*outs)
 
 
 @settings(max_examples=100, deadline=None)
@@ -91,9 +96,7 @@ def test_sparse_decode_values_and_gradients(tok, d, n, data):
     for dec in (lambda: decode_for_training(TopKOut(acts, idx), W, "sparse"), lambda: dense_decode(TopKOut(acts, idx), W)):
         y = dec()
         outs.append((y, *torch.autograd.grad((y * up).sum(), (acts, W), allow_unused=True)))
-    for a, r in zip(*outs):
-        if r is None: assert a is None or a.abs().max() == 0
-        else: torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
+    assert_same(*outs)
 
 
 @settings(max_examples=60, deadline=None)
@@ -121,7 +124,6 @@ def test_reused_buffers_hold_no_stale_values():
 def test_training_reuses_its_gradient_buffers():
     """After the first step the encoder and decoder gradients are written into the previous step's memory (AuxK idle: its
     decoder gradient is added into the main one by autograd, and that third buffer is a new one each step)."""
-    from topk_sae.train import train_step
     sae = TopKSAE(SAEConfig(d_model=32, n_latents=2048, k=8))
     x = torch.randn(256, 32)
     sae.init_from_data_(x)

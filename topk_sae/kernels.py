@@ -94,15 +94,11 @@ def select_codes(pre: Tensor, k: int, sort: bool, candidates: Tensor | None, k_a
     return (top_v, top_i, *masked.topk(min(k_aux, n_dead), dim=-1, sorted=False))
 
 # %% ../nbs/01a_kernels.ipynb #e1c8bbf6
-def _autocast_on(device_type: str) -> bool:
-    try: return torch.is_autocast_enabled(device_type)
-    except TypeError: return torch.is_autocast_cpu_enabled()  # torch < 2.4
-
 class TopKEncoder(torch.autograd.Function):
     "`select_codes((x - b_dec) W + b_enc, ...)` with a backward pass that touches only the selected latents."
     @staticmethod
     def forward(ctx, x: Tensor, W: Tensor, b_enc: Tensor, b_dec: Tensor, k: int, sort: bool, candidates: Tensor | None, k_aux: int, k_fire: int):
-        if x.device.type == "cpu" and not _autocast_on("cpu"):  # autocast casts only out-of-place ops: no `out=` under it
+        if x.device.type == "cpu" and not torch.is_autocast_enabled("cpu"):  # autocast casts only out-of-place ops: no `out=` under it
             pre = torch.addmm(b_enc - b_dec @ W, x, W, out=WORKSPACE.take((len(x), W.shape[1]), torch.result_type(x, W), x.device))
         else: pre = torch.addmm(b_enc - b_dec @ W, x, W)
         top_v, top_i, aux_v, aux_i = select_codes(pre, k, sort, candidates, k_aux, k_fire, inplace=True)
