@@ -151,12 +151,10 @@ def section_efficiency(args) -> None:
              ("sparsify", "sparsify", {}), ("SAELens", "SAELens", {})]
     budgets = [("100k tokens", 102_400, "small"), ("1 pass (360k)", len(small), "small"), ("3 passes (1.08M)", 3 * len(small), "small"),
                ("3 passes over 1.2M (3.6M)", 3, "big"), ("10M tokens (8.3 passes over 1.2M)", 10_002_432, "big")]
-    lines = [f"### Sample efficiency: SmolLM2 layer 22, n_latents {n}, k {k}, batch {B}, {torch.get_num_threads()} threads",
-             f"{versions()}. Training tokens from the training speeches (a fixed random sample), evaluated on {len(held):,} tokens "
-             "of held-out speeches; inputs standardized per token for every runner. never-active: latents that fire on none "
-             "of the held-out tokens. The budgets over the whole 1.2M tokens (3.6M and 10M) run only topk_sae's defaults and "
-             "sparsify, the two leaders at 3 passes (SAELens and the paper recipe would add about an hour on 2 cores).", "",
-             "| budget | runner | held-out FVU | never-active | seconds |", "|---|---|---|---|---|"]
+    chosen = lambda text, pats: not pats or any(p in text for p in pats)
+    # a partial run (--budgets / --runners) replaces its rows in efficiency.json and keeps the others, each with its commit
+    old = json.loads((RESULTS / "efficiency.json").read_text()) if (args.budgets or args.runners) and (RESULTS / "efficiency.json").exists() else []
+    commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "-"
     rows = []
     for label, tokens, which in budgets:
         if which == "big":
@@ -166,6 +164,7 @@ def section_efficiency(args) -> None:
         data = small if which == "small" else big
         for title, name, kw in plans:
             if which == "big" and title not in ("topk_sae (tuned defaults)", "sparsify"): continue  # long budgets: our defaults against sparsify
+            if not (chosen(label, args.budgets) and chosen(title, args.runners)): continue
             R = RUNNERS[name]
             r = R(d, n, k, tokens, B, data[torch.randperm(len(data), generator=torch.Generator().manual_seed(1))[:32768]], **kw)
             g, start, seen, order = torch.Generator().manual_seed(0), time.perf_counter(), 0, torch.empty(0, dtype=torch.long)
@@ -174,10 +173,22 @@ def section_efficiency(args) -> None:
                 r.step(data[order[:B]]); order, seen = order[B:], seen + B
             xh, fired = R.encode_decode(r.final(), held)
             never = 1 - len(torch.unique(fired)) / n
-            rows.append({"budget": label, "runner": title, "fvu": _fvu(held, xh), "never_active": never, "seconds": time.perf_counter() - start})
-            lines.append(f"| {label} | {title} | {rows[-1]['fvu']:.4f} | {never:.2%} | {rows[-1]['seconds']:.0f} |")
-            print(lines[-1], flush=True)
-    (RESULTS / "efficiency.json").write_text(json.dumps(rows, indent=1))
+            rows.append({"budget": label, "runner": title, "fvu": _fvu(held, xh), "never_active": never,
+                         "seconds": time.perf_counter() - start, "commit": commit})
+            print(f"| {label} | {title} | {rows[-1]['fvu']:.4f} | {never:.2%} | {rows[-1]['seconds']:.0f} |", flush=True)
+    new = {(r["budget"], r["runner"]) for r in rows}
+    order = {(b[0], p[0]): i for i, (b, p) in enumerate((b, p) for b in budgets for p in plans)}
+    rows = sorted([r for r in old if (r["budget"], r["runner"]) not in new] + rows, key=lambda r: order.get((r["budget"], r["runner"]), len(order)))
+    tmp = RESULTS / ".efficiency.json.tmp"
+    tmp.write_text(json.dumps(rows, indent=1)); tmp.replace(RESULTS / "efficiency.json")
+    lines = [f"### Sample efficiency: SmolLM2 layer 22, n_latents {n}, k {k}, batch {B}, {torch.get_num_threads()} threads",
+             f"{versions()}. Training tokens from the training speeches (a fixed random sample), evaluated on {len(held):,} tokens "
+             "of held-out speeches; inputs standardized per token for every runner. never-active: latents that fire on none "
+             "of the held-out tokens. The budgets over the whole 1.2M tokens (3.6M and 10M) run only topk_sae's defaults and "
+             "sparsify, the two leaders at 3 passes (SAELens and the paper recipe would add about an hour on 2 cores). "
+             "commit: the code each row was measured on (rows of an earlier run: the commit that recorded them; a partial run, `--budgets` / `--runners`, replaces only its rows).", "",
+             "| budget | runner | held-out FVU | never-active | seconds | commit |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['budget']} | {r['runner']} | {r['fvu']:.4f} | {r['never_active']:.2%} | {r['seconds']:.0f} | {r.get('commit', '-')} |" for r in rows]
     write("efficiency", lines)
 
 
@@ -242,6 +253,8 @@ def main() -> None:
     ap.add_argument("--ablation-repeats", type=int, default=3)
     ap.add_argument("--n-latents", type=int, nargs="+", default=[4096, 16384, 65536])
     ap.add_argument("--quick", action="store_true", help="skip the efficiency budgets over the whole 1.2M tokens (3.6M and 10M)")
+    ap.add_argument("--budgets", nargs="+", default=[], help="efficiency: only the budgets whose label contains one of these (e.g. 10M)")
+    ap.add_argument("--runners", nargs="+", default=[], help="efficiency: only the runners whose name contains one of these (e.g. tuned)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if bad := [s for s in args.sections if s not in ("train", "efficiency", "harvest", "ablation")]:
