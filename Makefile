@@ -28,6 +28,8 @@ lint-nbs: install
 test: lint-nbs docs
 	$(TEST_ENV) $(BIN)/nbdev_test --n_workers 2
 	$(TEST_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider tests
+	# the GPU checks' logic, on the CPU (on a GPU the line above already ran them on CUDA)
+	$(TEST_ENV) TOPK_SAE_TEST_DEVICE=cpu $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_gpu.py
 
 # The docs site, offline: nbdev's processed notebooks (_proc/) rendered by nbconvert into _site/ (tests/test_docs.py
 # opens every page). With Quarto installed, `nbdev_docs` / `nbdev_preview` render the same notebooks instead.

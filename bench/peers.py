@@ -20,14 +20,15 @@ import torch
 class TopKSAERunner:
     name = "topk_sae"
 
-    def __init__(self, d: int, n: int, k: int, total_tokens: int, batch: int, sample: torch.Tensor, **train_kw):
+    def __init__(self, d: int, n: int, k: int, total_tokens: int, batch: int, sample: torch.Tensor, device: str = "cpu", **train_kw):
         from topk_sae.model import SAEConfig, TopKSAE
         from topk_sae.train import EMA, DeadLatents, TrainConfig, loss_normalizer, make_optimizer, resolve
-        self.sae = TopKSAE(SAEConfig(d_model=d, n_latents=n, k=k, normalize="none"))
+        self.sae = TopKSAE(SAEConfig(d_model=d, n_latents=n, k=k, normalize="none")).to(device)
         self.cfg = TrainConfig(n_tokens=total_tokens, batch_tokens=batch, progress=False, **train_kw)
+        sample = sample.to(device)
         self.sae.init_from_data_(sample)
         self.recipe, self.var0 = resolve(self.cfg, self.sae), loss_normalizer(self.sae, sample)
-        self.dead, self.ema = DeadLatents(n), EMA(self.sae, self.recipe.ema_decay)
+        self.dead, self.ema = DeadLatents(n, self.sae.device), EMA(self.sae, self.recipe.ema_decay)
         self.opt, self.steps = make_optimizer(self.sae, self.cfg, self.recipe.lr), 0
 
     def step(self, x: torch.Tensor) -> None:
@@ -51,11 +52,11 @@ class TopKSAERunner:
 class SparsifyRunner:
     name = "sparsify"
 
-    def __init__(self, d: int, n: int, k: int, total_tokens: int, batch: int, sample: torch.Tensor):
+    def __init__(self, d: int, n: int, k: int, total_tokens: int, batch: int, sample: torch.Tensor, device: str = "cpu"):
         from schedulefree import ScheduleFreeWrapper
         from sparsify import SparseCoder, SparseCoderConfig
         from sparsify.sign_sgd import SignSGD
-        self.sae = SparseCoder(d, SparseCoderConfig(num_latents=n, k=k), device="cpu", dtype=torch.float32)
+        self.sae = SparseCoder(d, SparseCoderConfig(num_latents=n, k=k), device=device, dtype=torch.float32)
         lr = 5e-3 / math.sqrt(n / 2**14)
         self.opt = ScheduleFreeWrapper(SignSGD([dict(params=self.sae.parameters(), lr=lr)]), momentum=0.95)
         self.opt.train()
@@ -84,11 +85,12 @@ class SparsifyRunner:
 class SAELensRunner:
     name = "SAELens"
 
-    def __init__(self, d: int, n: int, k: int, total_tokens: int, batch: int, sample: torch.Tensor):
+    def __init__(self, d: int, n: int, k: int, total_tokens: int, batch: int, sample: torch.Tensor, device: str = "cpu"):
         from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
         from sae_lens.training.sae_trainer import SAETrainer, SAETrainerConfig
-        self.sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d, d_sae=n, k=k, dtype="float32", device="cpu"))
-        cfg = SAETrainerConfig(total_training_samples=total_tokens, train_batch_size_samples=batch, device="cpu", lr_end=3e-5)
+        self.sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d, d_sae=n, k=k, dtype="float32", device=device))
+        cfg = SAETrainerConfig(total_training_samples=total_tokens, train_batch_size_samples=batch, device=device, lr_end=3e-5,
+                               autocast=device.startswith("cuda"))  # bf16 autocast on a GPU, as topk_sae and sparsify's trainer
         self.trainer = SAETrainer(cfg=cfg, sae=self.sae, data_provider=iter(()))
 
     def step(self, x: torch.Tensor) -> None:

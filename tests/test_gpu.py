@@ -1,0 +1,120 @@
+"""The accelerator path: run on CUDA when there is one, skipped otherwise (CI has none).
+
+On a GPU the training step takes other kernels than on the CPU (cuSPARSE products for the sparse backward,
+embedding_bag's backward for the decoder, no reused workspace) and bf16 autocast by default. These tests check,
+on the device: the sparse step equals plain autograd (float64), bf16 training keeps fp32 master weights and
+learns as well as fp32, the losses stay fp32 under autocast, inference equals the CPU, and harvesting with
+pinned memory equals a CPU harvest. `TOPK_SAE_TEST_DEVICE=cpu pytest tests/test_gpu.py` runs the same checks
+on the CPU (the bf16 ones then run under CPU autocast), which is how their logic is tested without a GPU.
+`tools/gpu_check.sh` runs this file and `bench/gpu.py` in one go on a lent GPU machine.
+"""
+import copy
+import os
+
+import pytest
+import torch
+
+from topk_sae.core import get_device
+from topk_sae.kernels import encode_for_training
+from topk_sae.model import SAEConfig, TopKSAE
+from topk_sae.train import DeadLatents, EMA, TrainConfig, autocast_for, loss_normalizer, make_optimizer, resolve, step_losses, train, train_step
+
+DEVICE = os.environ.get("TOPK_SAE_TEST_DEVICE") or ("cuda" if torch.cuda.is_available() else None)
+pytestmark = pytest.mark.skipif(DEVICE is None, reason="no CUDA device (set TOPK_SAE_TEST_DEVICE=cpu to run these checks on the CPU)")
+
+
+def sparse_data(tok: int, d: int, n_true: int, k_true: int, seed: int = 0) -> torch.Tensor:
+    "Activations an SAE can learn: `k_true` of `n_true` unit directions per token, with positive weights, plus a little noise."
+    g = torch.Generator().manual_seed(seed)
+    D = torch.nn.functional.normalize(torch.randn(n_true, d, generator=g), dim=1)
+    idx = torch.stack([torch.randperm(n_true, generator=g)[:k_true] for _ in range(tok)])
+    codes = torch.zeros(tok, n_true).scatter_(1, idx, torch.rand(tok, k_true, generator=g) * 2 + 0.5)
+    return codes @ D + 0.01 * torch.randn(tok, d, generator=g)
+
+
+def test_default_device_is_the_gpu():
+    if DEVICE != "cuda": pytest.skip("only meaningful on CUDA")
+    assert get_device().type == "cuda"
+    cfg = TrainConfig(n_tokens=4096)
+    assert isinstance(autocast_for(cfg, torch.device("cuda")), torch.autocast)  # precision "auto": bf16 on CUDA
+
+
+@pytest.mark.parametrize("d,n,multi", [(8, 9, False), (24, 97, True), (64, 1000, False), (48, 4100, True)])
+def test_sparse_steps_equal_dense_steps(d, n, multi):
+    "Four float64 training steps (AuxK active, Multi-TopK on half the cases) end at the same weights by either kernel."
+    k = max(1, n // 8) if n < 1000 else 16
+    base = TopKSAE(SAEConfig(d_model=d, n_latents=n, k=k), seed=n, dtype=torch.float64).to(DEVICE)
+    x = (torch.randn(256, d, generator=torch.Generator().manual_seed(n), dtype=torch.float64) * 3 + 1).to(DEVICE)
+    base.init_from_data_(x)
+    finals = []
+    for impl in ("sparse", "dense"):
+        sae = copy.deepcopy(base)
+        cfg = TrainConfig(n_tokens=256 * 4, batch_tokens=256, multi_topk=multi, dead_tokens=256, lr=1e-2, kernels=impl,
+                          precision="fp32", progress=False, adam_eps=1e-6)
+        recipe, dead, ema = resolve(cfg, sae), DeadLatents(n, sae.device), EMA(sae, 0.9)
+        opt, var0 = make_optimizer(sae, cfg, recipe.lr), loss_normalizer(sae, x)
+        dead.since += 10**6  # every latent starts dead: AuxK runs in the first step, and again on whichever misses a batch
+        outs = [train_step(sae, opt, x, var0, dead, ema, cfg, recipe) for _ in range(4)]
+        if n >= 1000: assert outs[0].aux.item() > 0  # AuxK ran (at small n every latent fires somewhere in the batch)
+        finals.append(([o.loss.item() for o in outs], {key: v.cpu() for key, v in sae.state_dict().items()}))
+    assert finals[0][0] == pytest.approx(finals[1][0], rel=1e-8, abs=1e-10)
+    for key, v in finals[0][1].items(): torch.testing.assert_close(v, finals[1][1][key], rtol=1e-7, atol=1e-9)
+
+
+def test_losses_stay_fp32_under_autocast():
+    sae = TopKSAE(SAEConfig(d_model=32, n_latents=512, k=8)).to(DEVICE)
+    x = torch.randn(256, 32, device=DEVICE)
+    sae.init_from_data_(x)
+    cfg = TrainConfig(n_tokens=1024, batch_tokens=256, dead_tokens=256, precision="bf16", progress=False)
+    recipe, dead = resolve(cfg, sae), DeadLatents(512, sae.device)
+    dead.since += 10**6  # every latent dead: AuxK runs too
+    with autocast_for(cfg, sae.device):
+        codes = encode_for_training(sae, x, 8)
+        out = step_losses(sae, x, loss_normalizer(sae, x), dead, cfg, recipe)
+    assert codes.top.acts.dtype == torch.bfloat16  # the encoder product ran in bf16 ...
+    assert out.loss.dtype == out.fvu.dtype == out.aux.dtype == torch.float32 and out.aux.item() > 0  # ... the losses in fp32
+
+
+def test_bf16_training_learns_like_fp32():
+    "bf16 autocast (the default on CUDA) keeps fp32 master weights on the device and ends within 5% of fp32's FVU."
+    x = sparse_data(32768, 64, 256, 4)
+    results = {}
+    for precision in ("bf16", "fp32"):
+        sae = TopKSAE(SAEConfig(d_model=64, n_latents=512, k=8), seed=0).to(DEVICE)
+        res = train(sae, x.to(DEVICE), TrainConfig(n_tokens=4 * 32768, batch_tokens=1024, precision=precision, progress=False))
+        assert all(p.dtype == torch.float32 and p.device.type == torch.device(DEVICE).type for p in res.sae.parameters())
+        assert torch.isfinite(torch.tensor(res.history.loss.values)).all()
+        with torch.no_grad():
+            xh = res.sae(x.to(DEVICE))
+        results[precision] = ((xh - x.to(DEVICE)).pow(2).sum() / (x - x.mean(0)).pow(2).sum().to(DEVICE)).item()
+    assert results["fp32"] < 0.2  # the data is learnable: the comparison below means something
+    assert results["bf16"] < 1.05 * results["fp32"] + 0.005, results
+
+
+def test_inference_on_the_device_equals_the_cpu():
+    sae = TopKSAE(SAEConfig(d_model=48, n_latents=1000, k=12), seed=3)
+    x = torch.randn(512, 48) * 2 + 1
+    sae.init_from_data_(x)
+    with torch.no_grad():
+        ref, ref_top = sae(x), sae.encode_topk(x)
+        dev = copy.deepcopy(sae).to(DEVICE)
+        out, top = dev(x.to(DEVICE)), dev.encode_topk(x.to(DEVICE))
+    torch.testing.assert_close(out.cpu(), ref, rtol=1e-4, atol=1e-4)
+    got = torch.zeros(512, 1000).scatter_(1, top.idx.cpu(), top.acts.cpu())
+    want = torch.zeros(512, 1000).scatter_(1, ref_top.idx, ref_top.acts)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)  # same latents, same values (order within a row may differ)
+
+
+def test_harvest_on_the_device_equals_the_cpu(tmp_path, monkeypatch):
+    "Pinned-memory harvesting from a model on the device gives the activations a CPU harvest gives."
+    pytest.importorskip("transformer_lens")
+    monkeypatch.setenv("TOPK_SAE_CACHE", str(tmp_path))
+    from topk_sae.activations import harvest
+    from topk_sae.lm import load_model, resid_hook
+    cpu = load_model("tiny", device="cpu")
+    dev = load_model("tiny", device="cpu").to(DEVICE)  # the same seeded weights, moved
+    ctx = torch.randint(0, cpu.cfg.d_vocab, (24, 16), generator=torch.Generator().manual_seed(0))
+    a = harvest(cpu, resid_hook(1), ctx, batch_size=8, progress=False)
+    b = harvest(dev, resid_hook(1), ctx, batch_size=8, progress=False)
+    assert b.device.type == "cpu"
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
