@@ -237,6 +237,9 @@ def combine() -> None:
     for s in ("train", "efficiency", "harvest", "ablation"):
         f = RESULTS / f"{s}.md"
         parts.append(f.read_text() if f.exists() else f"### {s}\n\n(not run)\n")
+    gpu = RESULTS / "gpu.md"  # written by bench/gpu.py on a GPU machine (tools/gpu_check.sh)
+    parts.append(gpu.read_text() if gpu.exists() else "### Training step on a GPU\n\n(not measured yet: no GPU was lent; "
+                 "`tools/gpu_check.sh` runs tests/test_gpu.py and bench/gpu.py on one, copy its gpu.md to bench/results/)\n")
     text = "\n".join(parts)
     tmp = HERE / ".results.md.tmp"
     tmp.write_text(text); tmp.replace(HERE / "results.md")
