@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU checks of issue 5 in one go, for a lent GPU machine (the `device` tool), results under $OUT:
 #   here, once:  bash tools/gpu_wheels.sh          (wheels the machine lacks, into the ignored .whl/)
-#   then:        device run, carry [".whl"], command "bash tools/gpu_check.sh", timeout_s 540
+#   then:        device run, carry [".whl"], command "bash tools/gpu_check.sh", timeout_s 600
 # It runs tests/test_gpu.py on CUDA (sparse = dense steps, bf16 = fp32 quality, fp32 losses under autocast, inference
-# equal to the CPU) and bench/gpu.py (training step against the encoder product and sparsify), about 5 minutes on an H200.
+# equal to the CPU) and bench/gpu.py (training step against the encoder product and sparsify): at most 4 + 5 minutes
+# by its own timeouts, an estimate of 3-6 (never run yet: no GPU has been lent).
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_check}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
