@@ -11,7 +11,7 @@ activations come from. Prints a markdown table and writes it to --out.
     python bench/gpu.py [--out bench/results/gpu.md] [--repeats 20]
     python bench/gpu.py --device cpu --quick
 """
-import argparse, statistics, sys, time
+import argparse, sys
 from pathlib import Path
 
 import torch
@@ -19,6 +19,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE)); sys.path.insert(0, str(HERE.parent))
 from peers import RUNNERS  # noqa: E402
+from run import interleaved  # noqa: E402
 
 
 def synthetic(tok: int, d: int, device: str, seed: int = 0) -> torch.Tensor:
@@ -31,22 +32,18 @@ def synthetic(tok: int, d: int, device: str, seed: int = 0) -> torch.Tensor:
     return x / x.std(-1, keepdim=True)
 
 
-def timed(fns: dict, repeats: int, device: str, warmup: int = 3) -> tuple[dict, dict]:
-    "Median seconds of each callable (round-robin, synchronized) and its peak extra device memory in MiB (CUDA only)."
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    for _ in range(warmup):
-        for f in fns.values(): f()
+def timed(fns: dict, repeats: int, device: str) -> tuple[dict, dict]:
+    "Median seconds of each callable (run.py's round-robin, the device synchronized after each call) and its peak extra device memory in MiB (CUDA only)."
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     sync()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, f in fns.items():
-            t = time.perf_counter(); f(); sync(); times[name].append(time.perf_counter() - t)
+    med = interleaved({name: (lambda f=f: (f(), sync())) for name, f in fns.items()}, repeats, warmup=3)
     peak = {}
     for name, f in fns.items():
-        if not device.startswith("cuda"): peak[name] = float("nan"); continue
+        if not cuda: peak[name] = float("nan"); continue
         sync(); torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
         f(); sync(); peak[name] = (torch.cuda.max_memory_allocated() - base) / 2**20
-    return {name: statistics.median(t) for name, t in times.items()}, peak
+    return med, peak
 
 
 def main() -> None:

@@ -177,8 +177,8 @@ def section_efficiency(args) -> None:
                          "seconds": time.perf_counter() - start, "commit": commit})
             print(f"| {label} | {title} | {rows[-1]['fvu']:.4f} | {never:.2%} | {rows[-1]['seconds']:.0f} |", flush=True)
     new = {(r["budget"], r["runner"]) for r in rows}
-    order = {(b[0], p[0]): i for i, (b, p) in enumerate((b, p) for b in budgets for p in plans)}
-    rows = sorted([r for r in old if (r["budget"], r["runner"]) not in new] + rows, key=lambda r: order.get((r["budget"], r["runner"]), len(order)))
+    order = [(label, title) for label, *_ in budgets for title, *_ in plans]  # the table's row order
+    rows = sorted([r for r in old if (r["budget"], r["runner"]) not in new] + rows, key=lambda r: order.index((r["budget"], r["runner"])))
     tmp = RESULTS / ".efficiency.json.tmp"
     tmp.write_text(json.dumps(rows, indent=1)); tmp.replace(RESULTS / "efficiency.json")
     lines = [f"### Sample efficiency: SmolLM2 layer 22, n_latents {n}, k {k}, batch {B}, {torch.get_num_threads()} threads",

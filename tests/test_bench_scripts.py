@@ -3,6 +3,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -17,7 +20,6 @@ def test_gpu_bench_smoke_run(tmp_path):
 
 
 def test_gpu_bench_refuses_a_missing_gpu():
-    import torch
-    if torch.cuda.is_available(): return
+    if torch.cuda.is_available(): pytest.skip("a CUDA device is here")
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py")], capture_output=True, text=True, timeout=600)
     assert r.returncode != 0 and "no CUDA device" in r.stderr

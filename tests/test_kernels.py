@@ -3,6 +3,7 @@ of two), with and without AuxK and Multi-TopK, the sparse decoder's backward, an
 at the same weights; the reused buffers really are reused and never leak stale values."""
 import copy
 
+import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
@@ -49,6 +50,25 @@ def test_scatter_outer_equals_dense(tok, d, n, k, seed):
     torch.testing.assert_close(scatter_outer(idx, vals, x, n), dense)
 
 
+def steps_by_kernel(base: TopKSAE, x: torch.Tensor, impl: str, steps: int = 4, all_dead: bool = False, **cfg_kw):
+    """`steps` training steps of a copy of `base` on the batch `x` with the `impl` kernels: their outputs and final weights (on the CPU).
+    adam_eps 1e-6, not the paper's 6.25e-10: a gradient component near 1e-10 (a latent that barely fires) makes Adam turn
+    rounding-level differences between the two paths into 1e-9 weight differences by step 4 (seen: d 8, n 9, seed 439)."""
+    sae, tok = copy.deepcopy(base), len(x)
+    cfg = TrainConfig(n_tokens=tok * steps, batch_tokens=tok, dead_tokens=tok, lr=1e-2, kernels=impl, progress=False, adam_eps=1e-6, **cfg_kw)
+    recipe, dead, ema = resolve(cfg, sae), DeadLatents(sae.cfg.n_latents, sae.device), EMA(sae, 0.9)
+    opt, var0 = make_optimizer(sae, cfg, recipe.lr), loss_normalizer(sae, x)
+    if all_dead: dead.since += 10**6  # every latent starts dead: AuxK runs in the first step, and again on whichever misses a batch
+    outs = [train_step(sae, opt, x, var0, dead, ema, cfg, recipe) for _ in range(steps)]
+    return outs, {key: v.cpu() for key, v in sae.state_dict().items()}
+
+
+def assert_steps_match(sparse, dense) -> None:
+    "Two `steps_by_kernel` results: the same losses step by step, the same final weights."
+    assert [o.loss.item() for o in sparse[0]] == pytest.approx([o.loss.item() for o in dense[0]], rel=1e-8, abs=1e-10)
+    for key, v in sparse[1].items(): torch.testing.assert_close(v, dense[1][key], rtol=1e-7, atol=1e-9)
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.integers(4, 24), st.integers(8, 97), st.booleans(), st.integers(0, 2**16))
 def test_training_steps_match(d, n, multi, seed):
@@ -56,23 +76,7 @@ def test_training_steps_match(d, n, multi, seed):
     base = TopKSAE(SAEConfig(d_model=d, n_latents=n, k=k), seed=seed, dtype=torch.float64)
     x = torch.randn(128, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 3 + 1
     base.init_from_data_(x)
-    finals = []
-    for impl in ("sparse", "dense"):
-        sae = copy.deepcopy(base)
-        # adam_eps 1e-6, not the paper's 6.25e-10: a gradient component near 1e-10 (a latent that barely fires) makes Adam
-        # turn rounding-level differences between the two paths into 1e-9 weight differences by step 4 (seen: d 8, n 9, seed 439)
-        cfg = TrainConfig(n_tokens=128 * 4, batch_tokens=128, multi_topk=multi, dead_tokens=128, lr=1e-2, kernels=impl, progress=False, adam_eps=1e-6)
-        recipe, dead, ema = resolve(cfg, sae), DeadLatents(n), EMA(sae, 0.9)
-        opt, var0 = make_optimizer(sae, cfg, recipe.lr), loss_normalizer(sae, x)
-        losses = [train_step(sae, opt, x, var0, dead, ema, cfg, recipe).loss.item() for _ in range(4)]
-        finals.append((losses, sae.state_dict()))
-    assert finals[0][0] == pytest_approx(finals[1][0])
-    for key, v in finals[0][1].items(): torch.testing.assert_close(v, finals[1][1][key], rtol=1e-7, atol=1e-9)
-
-
-def pytest_approx(xs):
-    import pytest
-    return pytest.approx(xs, rel=1e-8, abs=1e-10)
+    assert_steps_match(*(steps_by_kernel(base, x, impl, multi_topk=multi) for impl in ("sparse", "dense")))
 
 
 def test_bf16_autocast_trains_on_cpu():
