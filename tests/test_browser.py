@@ -5,15 +5,10 @@ from Chromium's net log, that the page itself requested nothing (Chromium's own 
 which carry no page origin, are told apart). Skips where Chromium is missing, except under CI (CI=true).
 """
 import pytest
-import torch
 
 from browser import render
-from topk_sae.activations import harvest
 from topk_sae.cli import DemoConfig, run_demo
-from topk_sae.data import SOTU_SLICE, load_corpus, make_contexts
 from topk_sae.inspect import LatentData, LatentIndex, Snippet, latent_data, sorted_latents
-from topk_sae.model import SAEConfig, TopKSAE
-from topk_sae.train import TrainConfig, train
 from topk_sae.widgets import write_dashboard
 
 EVIL = "<script>alert(1)</script>"
@@ -27,12 +22,8 @@ def test_the_harness_sees_a_page_that_reaches_out(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def index(tiny_model):
-    hook = "blocks.0.hook_resid_post"
-    ctx = make_contexts(load_corpus(SOTU_SLICE), tiny_model.tokenizer, ctx_len=32, progress=False)
-    sae = train(TopKSAE(SAEConfig(d_model=64, n_latents=128, k=6, hook=hook)), harvest(tiny_model, hook, ctx[:300], progress=False),
-                TrainConfig.tiny(n_tokens=16_000, lr=3e-3)).sae
-    return LatentIndex.build(sae, tiny_model, ctx[300:400], progress=False)
+def index(tiny_sae):
+    return LatentIndex.build(tiny_sae.sae, tiny_sae.model, tiny_sae.contexts[300:400], progress=False)
 
 
 def test_dashboard_renders_offline_and_escapes_tokens(index, tmp_path):

@@ -1,24 +1,19 @@
 """Widget state, driven from Python: every callback's effect on the widgets, and bad input shown as a message."""
+import copy
+
 import pytest
 import torch
 
-from topk_sae.activations import harvest
-from topk_sae.data import make_contexts
-from topk_sae.inspect import LatentIndex
-from topk_sae.model import SAEConfig, TopKSAE
-from topk_sae.train import TrainConfig, train
 from topk_sae.widgets import LatentInspector, PromptInspector
 
 HOOK = "blocks.0.hook_resid_post"
 
 
 @pytest.fixture(scope="module")
-def inspector(tiny_model, slice_docs):
-    ctx = make_contexts(slice_docs, tiny_model.tokenizer, ctx_len=32, progress=False)
-    sae = train(TopKSAE(SAEConfig(d_model=64, n_latents=128, k=6, hook=HOOK)), harvest(tiny_model, HOOK, ctx[:300], progress=False),
-                TrainConfig.tiny(n_tokens=16_000, lr=3e-3)).sae
+def inspector(tiny_sae):
+    sae = copy.deepcopy(tiny_sae.sae)
     with torch.no_grad(): sae.b_enc[3] = -1e6  # latent 3 can never fire
-    return LatentInspector(sae, tiny_model, ctx[300:360], progress=False)
+    return LatentInspector(sae, tiny_sae.model, tiny_sae.contexts[300:360], progress=False)
 
 
 def test_a_latent_that_never_fires_gets_a_message_not_an_error(inspector):
