@@ -29,8 +29,9 @@ def test_two_gloo_processes_match_one_process(tmp_path):
 
 
 def test_batch_must_split_evenly_across_processes(monkeypatch):
+    from topk_sae import distributed
     from topk_sae import train as T
     from topk_sae.model import SAEConfig, TopKSAE
-    monkeypatch.setattr(T, "world_size", lambda: 3)
+    monkeypatch.setattr(distributed, "world_size", lambda: 3)
     with pytest.raises(ValueError, match="divisible by the 3 processes"):
         T.train(TopKSAE(SAEConfig.tiny()), torch.randn(1024, 16), T.TrainConfig.tiny())

@@ -17,9 +17,10 @@ import torch
 from topk_sae.core import get_device
 from topk_sae.kernels import encode_for_training
 from topk_sae.model import SAEConfig, TopKSAE
-from topk_sae.train import DeadLatents, TrainConfig, autocast_for, loss_normalizer, resolve, step_losses, train
+from topk_sae.train import TrainConfig, TrainState, autocast_for, train
 
-from test_kernels import assert_steps_match, steps_by_kernel  # the same sparse-against-dense step comparison as on the CPU
+from helpers import assert_steps_match, steps_by_kernel  # the same sparse-against-dense comparison as on the CPU
+
 
 DEVICE = os.environ.get("TOPK_SAE_TEST_DEVICE") or ("cuda" if torch.cuda.is_available() else None)
 pytestmark = pytest.mark.skipif(DEVICE is None, reason="no CUDA device (set TOPK_SAE_TEST_DEVICE=cpu to run these checks on the CPU)")
@@ -58,11 +59,12 @@ def test_losses_stay_fp32_under_autocast():
     x = torch.randn(256, 32, device=DEVICE)
     sae.init_from_data_(x)
     cfg = TrainConfig(n_tokens=1024, batch_tokens=256, dead_tokens=256, precision="bf16", progress=False)
-    recipe, dead = resolve(cfg, sae), DeadLatents(512, sae.device)
-    dead.since += 10**6  # every latent dead: AuxK runs too
+    state = TrainState.start(sae, cfg, x)
+    state.dead.since += 10**6  # every latent dead: AuxK runs too
+    x_n, _ = sae.normalize(x)
     with autocast_for(cfg, sae.device):
-        codes = encode_for_training(sae, x, 8)
-        out = step_losses(sae, x, loss_normalizer(sae, x), dead, cfg, recipe)
+        codes = encode_for_training(sae, x_n, 8)
+        out = sae.training_loss(x_n, state.loss_inputs(len(x)))
     assert codes.top.acts.dtype == torch.bfloat16  # the encoder product ran in bf16 ...
     assert out.loss.dtype == out.fvu.dtype == out.aux.dtype == torch.float32 and out.aux.item() > 0  # ... the losses in fp32
 

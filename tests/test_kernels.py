@@ -1,22 +1,15 @@
 """The sparse training kernels equal plain autograd: values and gradients over random shapes (n not a power
 of two), with and without AuxK and Multi-TopK, the sparse decoder's backward, and whole training steps that end
 at the same weights; the reused buffers really are reused and never leak stale values."""
-import copy
-
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
 from topk_sae.kernels import WORKSPACE, TopKEncoder, decode_for_training, encode_for_training, gather_dot, scatter_outer, select_codes
 from topk_sae.model import SAEConfig, TopKOut, TopKSAE, dense_decode
-from topk_sae.train import DeadLatents, EMA, TrainConfig, loss_normalizer, make_optimizer, resolve, train_step
+from topk_sae.train import TrainConfig, TrainState
 
-
-def assert_same(ours, reference):
-    "Values and gradients equal to 1e-10; a gradient the reference leaves out (None) must be absent or zero in ours."
-    for a, r in zip(ours, reference):
-        if r is None: assert a is None or a.abs().max() == 0
-        else: torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
+from helpers import assert_same, assert_steps_match, steps_by_kernel
 
 
 @settings(max_examples=150, deadline=None)
@@ -48,25 +41,6 @@ def test_scatter_outer_equals_dense(tok, d, n, k, seed):
     idx, vals, x = torch.randint(0, n, (tok, k), generator=g), torch.randn(tok, k, generator=g, dtype=torch.float64), torch.randn(tok, d, generator=g, dtype=torch.float64)
     dense = torch.zeros(tok, n, dtype=torch.float64).scatter_add_(1, idx, vals).T @ x
     torch.testing.assert_close(scatter_outer(idx, vals, x, n), dense)
-
-
-def steps_by_kernel(base: TopKSAE, x: torch.Tensor, impl: str, steps: int = 4, all_dead: bool = False, **cfg_kw):
-    """`steps` training steps of a copy of `base` on the batch `x` with the `impl` kernels: their outputs and final weights (on the CPU).
-    adam_eps 1e-6, not the paper's 6.25e-10: a gradient component near 1e-10 (a latent that barely fires) makes Adam turn
-    rounding-level differences between the two paths into 1e-9 weight differences by step 4 (seen: d 8, n 9, seed 439)."""
-    sae, tok = copy.deepcopy(base), len(x)
-    cfg = TrainConfig(n_tokens=tok * steps, batch_tokens=tok, dead_tokens=tok, lr=1e-2, kernels=impl, progress=False, adam_eps=1e-6, **cfg_kw)
-    recipe, dead, ema = resolve(cfg, sae), DeadLatents(sae.cfg.n_latents, sae.device), EMA(sae, 0.9)
-    opt, var0 = make_optimizer(sae, cfg, recipe.lr), loss_normalizer(sae, x)
-    if all_dead: dead.since += 10**6  # every latent starts dead: AuxK runs in the first step, and again on whichever misses a batch
-    outs = [train_step(sae, opt, x, var0, dead, ema, cfg, recipe) for _ in range(steps)]
-    return outs, {key: v.cpu() for key, v in sae.state_dict().items()}
-
-
-def assert_steps_match(sparse, dense) -> None:
-    "Two `steps_by_kernel` results: the same losses step by step, the same final weights."
-    assert [o.loss.item() for o in sparse[0]] == pytest.approx([o.loss.item() for o in dense[0]], rel=1e-8, abs=1e-10)
-    for key, v in sparse[1].items(): torch.testing.assert_close(v, dense[1][key], rtol=1e-7, atol=1e-9)
 
 
 @settings(max_examples=30, deadline=None)
@@ -131,12 +105,10 @@ def test_training_reuses_its_gradient_buffers():
     sae = TopKSAE(SAEConfig(d_model=32, n_latents=2048, k=8))
     x = torch.randn(256, 32)
     sae.init_from_data_(x)
-    cfg = TrainConfig(n_tokens=256 * 3, batch_tokens=256, dead_tokens=10**9, progress=False)
-    recipe, dead, ema = resolve(cfg, sae), DeadLatents(2048), EMA(sae, 0.9)
-    opt, var0 = make_optimizer(sae, cfg, recipe.lr), loss_normalizer(sae, x)
+    state = TrainState.start(sae, TrainConfig(n_tokens=256 * 3, batch_tokens=256, dead_tokens=10**9, progress=False), x)
     ptrs = []
     for _ in range(3):
-        train_step(sae, opt, x, var0, dead, ema, cfg, recipe)
+        state.step(x)
         ptrs.append({sae.W_enc.grad.data_ptr(), sae.W_dec.grad.data_ptr()})
     assert ptrs[1] == ptrs[2]
 

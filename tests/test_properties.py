@@ -4,7 +4,16 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from topk_sae.model import NORMALIZE_MODES, SAEConfig, TopKSAE, dense_decode, sparse_decode, topk_relu, unit_norm_decoder_
-from topk_sae.train import DeadLatents, EMA, TrainConfig, loss_normalizer, make_optimizer, project_decoder_grad_, resolve, train_step
+from topk_sae.train import (
+    EMA,
+    DeadLatents,
+    TrainConfig,
+    TrainState,
+    loss_normalizer,
+    make_optimizer,
+    project_decoder_grad_,
+    resolve,
+)
 
 
 @st.composite
@@ -91,10 +100,11 @@ def test_training_steps_keep_unit_norm_decoder(case, multi_topk):
     sae, x = case
     x = x.repeat(8, 1)
     cfg = TrainConfig(n_tokens=len(x) * 3, batch_tokens=len(x), multi_topk=multi_topk, dead_tokens=1, lr=1e-2)
-    recipe, dead, ema = resolve(cfg, sae), DeadLatents(sae.cfg.n_latents), EMA(sae, 0.9)
-    opt = make_optimizer(sae, cfg, recipe.lr)
+    recipe = resolve(cfg, sae)
+    var0 = max(loss_normalizer(sae, x), 1e-6)  # a constant batch has none: TrainState.start would refuse it
+    state = TrainState(sae, cfg, recipe, make_optimizer(sae, recipe), EMA(sae, 0.9), DeadLatents(sae.cfg.n_latents), var0)
     for _ in range(3):
-        out = train_step(sae, opt, x, max(loss_normalizer(sae, x), 1e-6), dead, ema, cfg, recipe)
+        out = state.step(x)
         assert torch.isfinite(out.loss)
         torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(sae.cfg.n_latents, dtype=torch.float64), rtol=0, atol=1e-12)
 

@@ -14,7 +14,8 @@ from safetensors.torch import save_file
 
 from topk_sae.activations import TensorSource
 from topk_sae.model import SAEConfig, TopKSAE
-from topk_sae.train import TrainConfig, init_distributed, rank, train
+from topk_sae.distributed import init_distributed, rank
+from topk_sae.train import TrainConfig, train
 
 
 def data() -> torch.Tensor:
