@@ -7,7 +7,6 @@ import torch
 from topk_sae.model import TopKSAE
 from topk_sae.train import TrainConfig, TrainState
 
-
 def assert_same(ours, reference):
     "Values and gradients equal to 1e-10; a gradient the reference leaves out (None) must be absent or zero in ours."
     for a, r in zip(ours, reference):

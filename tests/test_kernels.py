@@ -1,16 +1,22 @@
 """The sparse training kernels equal plain autograd: values and gradients over random shapes (n not a power
 of two), with and without AuxK and Multi-TopK, the sparse decoder's backward, and whole training steps that end
 at the same weights; the reused buffers really are reused and never leak stale values."""
-import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from helpers import assert_same, assert_steps_match, steps_by_kernel
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from topk_sae.kernels import WORKSPACE, TopKEncoder, decode_for_training, encode_for_training, gather_dot, scatter_outer, select_codes
+from topk_sae.kernels import (
+    WORKSPACE,
+    TopKEncoder,
+    decode_for_training,
+    encode_for_training,
+    gather_dot,
+    scatter_outer,
+    select_codes,
+)
 from topk_sae.model import SAEConfig, TopKOut, TopKSAE, dense_decode
 from topk_sae.train import TrainConfig, TrainState
-
-from helpers import assert_same, assert_steps_match, steps_by_kernel
-
 
 @settings(max_examples=150, deadline=None)
 @given(st.integers(1, 64), st.integers(1, 16), st.integers(2, 97), st.data())
@@ -30,7 +36,8 @@ def test_encoder_values_and_gradients(tok, d, n, data):
         tv, ti, av, ai = fn()
         up_t = torch.randn(tv.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
         up_a = torch.randn(av.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-        outs.append((tv, ti, av, ai, *torch.autograd.grad((tv * up_t).sum() + (av * up_a).sum(), (x, W, b, b_dec), allow_unused=True)))
+        grads = torch.autograd.grad((tv * up_t).sum() + (av * up_a).sum(), (x, W, b, b_dec), allow_unused=True)
+        outs.append((tv, ti, av, ai, *grads))
     assert_same(*outs)
 
 
@@ -38,7 +45,9 @@ def test_encoder_values_and_gradients(tok, d, n, data):
 @given(st.integers(1, 50), st.integers(1, 9), st.integers(1, 40), st.integers(1, 8), st.integers(0, 2**16))
 def test_scatter_outer_equals_dense(tok, d, n, k, seed):
     g = torch.Generator().manual_seed(seed)
-    idx, vals, x = torch.randint(0, n, (tok, k), generator=g), torch.randn(tok, k, generator=g, dtype=torch.float64), torch.randn(tok, d, generator=g, dtype=torch.float64)
+    idx = torch.randint(0, n, (tok, k), generator=g)
+    vals = torch.randn(tok, k, generator=g, dtype=torch.float64)
+    x = torch.randn(tok, d, generator=g, dtype=torch.float64)
     dense = torch.zeros(tok, n, dtype=torch.float64).scatter_add_(1, idx, vals).T @ x
     torch.testing.assert_close(scatter_outer(idx, vals, x, n), dense)
 
@@ -66,12 +75,13 @@ def test_bf16_autocast_trains_on_cpu():
 def test_sparse_decode_values_and_gradients(tok, d, n, data):
     k = data.draw(st.integers(1, min(n, 12)))
     g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**16)))
-    idx = torch.stack([torch.randperm(n, generator=g)[:k] for _ in range(tok)])  # distinct latents per token, as in a code
+    idx = torch.stack([torch.randperm(n, generator=g)[:k] for _ in range(tok)])  # distinct latents per token (a code)
     acts = torch.randn(tok, k, generator=g, dtype=torch.float64).relu().requires_grad_()
     W = torch.randn(n, d, generator=g, dtype=torch.float64, requires_grad=True)
     up = torch.randn(tok, d, generator=g, dtype=torch.float64)
     outs = []
-    for dec in (lambda: decode_for_training(TopKOut(acts, idx), W, "sparse"), lambda: dense_decode(TopKOut(acts, idx), W)):
+    code = TopKOut(acts, idx)
+    for dec in (lambda: decode_for_training(code, W, "sparse"), lambda: dense_decode(code, W)):
         y = dec()
         outs.append((y, *torch.autograd.grad((y * up).sum(), (acts, W), allow_unused=True)))
     assert_same(*outs)
@@ -90,7 +100,8 @@ def test_gather_dot_equals_gathered_rows(tok, d, n, k, seed):
 def test_reused_buffers_hold_no_stale_values():
     "A buffer handed back full of NaN comes out of the next product overwritten (beta=0 must not read it)."
     g = torch.Generator().manual_seed(0)
-    idx, vals, x = torch.randint(0, 30, (64, 4), generator=g), torch.randn(64, 4, generator=g), torch.randn(64, 7, generator=g)
+    idx = torch.randint(0, 30, (64, 4), generator=g)
+    vals, x = torch.randn(64, 4, generator=g), torch.randn(64, 7, generator=g)
     ref = torch.zeros(64, 30).scatter_add_(1, idx, vals).T @ x
     first = scatter_outer(idx, vals, x, 30)
     WORKSPACE.give(first.fill_(float("nan")))
@@ -100,7 +111,8 @@ def test_reused_buffers_hold_no_stale_values():
 
 
 def test_training_reuses_its_gradient_buffers():
-    """After the first step the encoder and decoder gradients are written into the previous step's memory (AuxK idle: its
+    """After the first step the encoder and decoder gradients are written into the previous step's memory (AuxK idle:
+    its
     decoder gradient is added into the main one by autograd, and that third buffer is a new one each step)."""
     sae = TopKSAE(SAEConfig(d_model=32, n_latents=2048, k=8))
     x = torch.randn(256, 32)
@@ -114,7 +126,7 @@ def test_training_reuses_its_gradient_buffers():
 
 
 def test_encoder_runs_in_bf16_under_autocast():
-    "The reused-buffer path writes with `out=`, which autocast does not cast: under autocast the encoder must not take it."
+    "The reused-buffer path writes with `out=`, which autocast does not cast: under autocast the encoder must avoid it."
     sae = TopKSAE(SAEConfig(d_model=32, n_latents=256, k=8))
     x = torch.randn(64, 32)
     with torch.autocast("cpu", dtype=torch.bfloat16):

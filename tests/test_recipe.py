@@ -1,13 +1,13 @@
-"""The training recipe (arXiv:2406.04093 §2.4, §5.3) written out by hand: Multi-TopK's loss, AuxK's reach, the dead-token
+"""The training recipe (arXiv:2406.04093 §2.4, §5.3) written out by hand: Multi-TopK's loss, AuxK's reach, the
+dead-token
 window, and configs that survive a JSON round trip."""
 import json
 
 import torch
 
-from topk_sae.model import SAEConfig, TopKSAE, dense_decode, topk_relu
 from topk_sae.losses import LossInputs
+from topk_sae.model import SAEConfig, TopKSAE, dense_decode, topk_relu
 from topk_sae.train import DeadLatents, TrainConfig, train
-
 
 def _sae_and_batch(seed=0, n=48, d=12, k=3, tok=64):
     sae = TopKSAE(SAEConfig(d_model=d, n_latents=n, k=k), seed=seed, dtype=torch.float64)

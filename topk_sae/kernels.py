@@ -16,11 +16,11 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from .distributed import fired_anywhere
-from .model import TopKOut, TopKSAE, sparse_decode, topk_relu
+from .model import TopKOut, TopKSAE, sparse_decode
 
 # %% ../nbs/01a_kernels.ipynb #2214a1b2
 class Workspace:
-    "Scratch tensors reused across training steps: a fresh large CPU tensor page-faults on first touch, a reused one does not."
+    "Scratch tensors reused across steps: a fresh large CPU tensor page-faults on first touch, a reused one does not."
     def __init__(self, keep: int = 2):
         self.keep = keep  # buffers kept per (shape, dtype, device)
         self.free: dict[tuple, list[Tensor]] = {}
@@ -45,22 +45,24 @@ WORKSPACE = Workspace()  # the buffers of the training kernels (one training loo
 
 # %% ../nbs/01a_kernels.ipynb #93fcaafd
 def release_grads_(module: torch.nn.Module) -> None:
-    "Set every gradient of `module` to None, giving the large CPU ones to `WORKSPACE` for the next backward pass to write into."
+    "Set every gradient of `module` to None; the large CPU ones go to `WORKSPACE` for the next backward to write into."
     for p in module.parameters():
         if p.grad is not None:
             if p.grad.numel() >= 1 << 16: WORKSPACE.give(p.grad)
             p.grad = None
 
 # %% ../nbs/01a_kernels.ipynb #d9a881e8
-def scatter_outer(idx: Int[Tensor, "tok k"], g: Float[Tensor, "tok k"], x: Float[Tensor, "tok d"], n: int) -> Float[Tensor, "n d"]:
-    "`out[i] = sum of g[b, j] * x[b] over the (b, j) with idx[b, j] = i`, as a CSR matrix times `x`, in a `WORKSPACE` buffer."
+def scatter_outer(idx: Int[Tensor, "tok k"], g: Float[Tensor, "tok k"], x: Float[Tensor, "tok d"],
+                  n: int) -> Float[Tensor, "n d"]:
+    "`out[i] = sum of g[b, j] * x[b] over the (b, j) with idx[b, j] = i`: a CSR matrix times `x`, in a reused buffer."
     rows = idx.flatten()
     order = rows.sort(stable=True).indices
     crow = torch.zeros(n + 1, dtype=torch.long, device=x.device)
     crow[1:] = torch.bincount(rows, minlength=n).cumsum(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-        S = torch.sparse_csr_tensor(crow, torch.div(order, idx.shape[1], rounding_mode="floor"), g.flatten()[order].to(x.dtype), (n, len(x)))
+        cols, vals = torch.div(order, idx.shape[1], rounding_mode="floor"), g.flatten()[order].to(x.dtype)
+        S = torch.sparse_csr_tensor(crow, cols, vals, (n, len(x)))
         if x.device.type != "cpu": return S @ x
         out = WORKSPACE.take((n, x.shape[1]), x.dtype, x.device)
         return torch.addmm(out, S, x, beta=0, out=out)  # beta=0: out's old values are not read
@@ -86,9 +88,11 @@ def select_codes(pre: Tensor, k: int, sort: bool, candidates: Tensor | None, k_a
 class TopKEncoder(torch.autograd.Function):
     "`select_codes((x - b_dec) W + b_enc, ...)` with a backward pass that touches only the selected latents."
     @staticmethod
-    def forward(ctx, x: Tensor, W: Tensor, b_enc: Tensor, b_dec: Tensor, k: int, sort: bool, candidates: Tensor | None, k_aux: int, k_fire: int):
-        if x.device.type == "cpu" and not torch.is_autocast_enabled("cpu"):  # autocast casts only out-of-place ops: no `out=` under it
-            pre = torch.addmm(b_enc - b_dec @ W, x, W, out=WORKSPACE.take((len(x), W.shape[1]), torch.result_type(x, W), x.device))
+    def forward(ctx, x: Tensor, W: Tensor, b_enc: Tensor, b_dec: Tensor, k: int, sort: bool, candidates: Tensor | None,
+                k_aux: int, k_fire: int):
+        if x.device.type == "cpu" and not torch.is_autocast_enabled("cpu"):  # autocast skips `out=` ops
+            buf = WORKSPACE.take((len(x), W.shape[1]), torch.result_type(x, W), x.device)
+            pre = torch.addmm(b_enc - b_dec @ W, x, W, out=buf)
         else: pre = torch.addmm(b_enc - b_dec @ W, x, W)
         top_v, top_i, aux_v, aux_i = select_codes(pre, k, sort, candidates, k_aux, k_fire, inplace=True)
         WORKSPACE.give(pre)  # nothing refers to it now: the codes are copies
@@ -104,7 +108,9 @@ class TopKEncoder(torch.autograd.Function):
         gb = torch.zeros(W.shape[1], dtype=g.dtype, device=g.device).index_add_(0, idx.flatten(), g.flatten())
         gW = scatter_outer(idx, g, x - b_dec, W.shape[1]).t() if ctx.needs_input_grad[1] else None
         g_bdec = -(W @ gb.to(W.dtype)) if ctx.needs_input_grad[3] else None
-        gx = F.embedding_bag(idx, W.t().contiguous(), per_sample_weights=g.to(W.dtype), mode="sum") if ctx.needs_input_grad[0] else None
+        gx = None
+        if ctx.needs_input_grad[0]:
+            gx = F.embedding_bag(idx, W.t().contiguous(), per_sample_weights=g.to(W.dtype), mode="sum")
         return gx, gW, gb if ctx.needs_input_grad[2] else None, g_bdec, None, None, None, None, None
 
 # %% ../nbs/01a_kernels.ipynb #dad72e5d
@@ -115,27 +121,29 @@ class TrainCodes(NamedTuple):
     top: TopKOut  # top-k (or top-4k, sorted, for Multi-TopK), after ReLU
     aux: TopKOut  # AuxK: top k_aux among latents dead after this batch, after ReLU (width 0 when none)
 
-def encode_for_training(sae: TopKSAE, x_n: Float[Tensor, "tok d_model"], k: int, dead_candidates: Bool[Tensor, "n_latents"] | None = None,
-                        k_aux: int = 0, sort: bool = False, impl: Impl = "sparse") -> TrainCodes:
+def encode_for_training(sae: TopKSAE, x_n: Float[Tensor, "tok d_model"], k: int,
+                        dead_candidates: Bool[Tensor, " n_latents"] | None = None, k_aux: int = 0, sort: bool = False,
+                        impl: Impl = "sparse") -> TrainCodes:
     "The training step's codes: the top `k`, and AuxK's `k_aux` among latents dead after this batch."
     args = (k, sort, dead_candidates, k_aux, min(k, sae.cfg.k))
     if impl == "sparse": top_v, top_i, aux_v, aux_i = TopKEncoder.apply(x_n, sae.W_enc, sae.b_enc, sae.b_dec, *args)
-    elif impl == "dense": top_v, top_i, aux_v, aux_i = select_codes(torch.addmm(sae.b_enc - sae.b_dec @ sae.W_enc, x_n, sae.W_enc), *args)
+    elif impl == "dense": top_v, top_i, aux_v, aux_i = select_codes(sae.pre_acts(x_n), *args)
     else: raise ValueError(f"impl must be 'sparse' or 'dense', got {impl!r}")
     return TrainCodes(TopKOut(top_v.relu(), top_i), TopKOut(aux_v.relu(), aux_i))
 
 # %% ../nbs/01a_kernels.ipynb #170b4a22
 def gather_dot(idx: Int[Tensor, "tok k"], W: Float[Tensor, "n d"], y: Float[Tensor, "tok d"]) -> Float[Tensor, "tok k"]:
-    "`out[b, j] = W[idx[b, j]] . y[b]`, without gathering the `(tok, k, d)` rows; the indices of a row must be distinct, as in a code."
+    "`out[b, j] = W[idx[b, j]] . y[b]` without gathering `(tok, k, d)` rows; a row's indices must be distinct."
     tok, k = idx.shape
     if k == 0: return y.new_zeros(tok, 0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-        pattern = torch.sparse_csr_tensor(torch.arange(0, tok * k + 1, k, device=idx.device), idx.flatten(), y.new_zeros(tok * k), (tok, len(W)))
+        crow = torch.arange(0, tok * k + 1, k, device=idx.device)
+        pattern = torch.sparse_csr_tensor(crow, idx.flatten(), y.new_zeros(tok * k), (tok, len(W)))
         return torch.sparse.sampled_addmm(pattern, y, W.t(), beta=0).values().view(tok, k)
 
 class SparseDecode(torch.autograd.Function):
-    "`sparse_decode(TopKOut(acts, idx), W)` with a backward pass that reuses its buffers and touches only the active rows."
+    "`sparse_decode(TopKOut(acts, idx), W)` with a backward that reuses its buffers and touches only the active rows."
     @staticmethod
     def forward(ctx, acts: Tensor, idx: Tensor, W: Tensor):
         ctx.save_for_backward(acts, idx, W)
@@ -149,7 +157,9 @@ class SparseDecode(torch.autograd.Function):
         g_W = scatter_outer(idx, acts, g, len(W)) if ctx.needs_input_grad[2] else None
         return g_acts, None, g_W
 
-def decode_for_training(top: TopKOut, W_dec: Float[Tensor, "n_latents d_model"], impl: Impl = "sparse") -> Float[Tensor, "tok d_model"]:
-    "`sparse_decode(top, W_dec)`, differentiable: by `SparseDecode` (impl 'sparse', on the CPU) or by autograd through `embedding_bag`."
-    if impl == "sparse" and W_dec.device.type == "cpu" and top.idx.shape[1] > 0: return SparseDecode.apply(top.acts, top.idx, W_dec)
+def decode_for_training(top: TopKOut, W_dec: Float[Tensor, "n_latents d_model"],
+                        impl: Impl = "sparse") -> Float[Tensor, "tok d_model"]:
+    "`sparse_decode(top, W_dec)`, differentiable: `SparseDecode` ('sparse', CPU) or autograd through `embedding_bag`."
+    if impl == "sparse" and W_dec.device.type == "cpu" and top.idx.shape[1] > 0:
+        return SparseDecode.apply(top.acts, top.idx, W_dec)
     return sparse_decode(top, W_dec)
