@@ -1,6 +1,7 @@
 """The sparse training kernels equal plain autograd: values and gradients over random shapes (n not a power
 of two), with and without AuxK and Multi-TopK, the sparse decoder's backward, and whole training steps that end
 at the same weights; the reused buffers really are reused and never leak stale values."""
+import pytest
 import torch
 from helpers import assert_same, assert_steps_match, steps_by_kernel
 from hypothesis import given, settings
@@ -12,6 +13,7 @@ from topk_sae.kernels import (
     decode_for_training,
     encode_for_training,
     gather_dot,
+    kernel_path,
     scatter_outer,
     select_codes,
 )
@@ -97,6 +99,10 @@ def test_gather_dot_equals_gathered_rows(tok, d, n, k, seed):
     torch.testing.assert_close(gather_dot(idx, W, y), (W[idx] * y[:, None]).sum(-1))
 
 
+CPU_PATH_ONLY = pytest.mark.skipif(kernel_path("cpu") == "cuda", reason="the CPU path's reused buffers")
+
+
+@CPU_PATH_ONLY
 def test_reused_buffers_hold_no_stale_values():
     "A buffer handed back full of NaN comes out of the next product overwritten (beta=0 must not read it)."
     g = torch.Generator().manual_seed(0)
@@ -110,6 +116,7 @@ def test_reused_buffers_hold_no_stale_values():
     torch.testing.assert_close(again, ref)  # ... with no NaN left in it
 
 
+@CPU_PATH_ONLY
 def test_training_reuses_its_gradient_buffers():
     """After the first step the encoder and decoder gradients are written into the previous step's memory (AuxK idle:
     its

@@ -66,6 +66,7 @@ def topk_loss(sae: TopKSAE, x_n: Float[Tensor, "tok d_model"], inputs: LossInput
     if codes.aux.idx.shape[1]:  # some latents are dead (on every process alike: the dead set is global)
         residual = (x_n - x_hat).detach()
         aux = auxk_loss(codes.aux, residual, sae.W_dec, var=global_variance(residual), impl=impl).float()
+        if codes.aux_on is not None: aux = aux * codes.aux_on  # the CUDA path's fixed-width code: 0 when none is dead
     return StepOut(loss + inputs.aux_coef * aux, fvu, aux, top)
 
 @patch

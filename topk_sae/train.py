@@ -32,7 +32,7 @@ from .core import atomic_path, check_finite, dataclass_from_dict, load_json, pat
 from .core import progress as progress_bar
 from .kernels import WORKSPACE, Impl, release_grads_
 from .losses import LossInputs, StepOut
-from .model import SparseAutoencoder, TopKOut, TopKSAE, unit_norm_decoder_
+from .model import SparseAutoencoder, TopKOut, TopKSAE, unit_norm_decoder_, unit_rows
 
 init_distributed = dist.init_distributed  # joining a torchrun group: importable from here too, as it always was
 
@@ -131,7 +131,7 @@ class Recipe(NamedTuple):
     log_every: int
     betas: tuple[float, float] = (0.9, 0.999)  # Adam's (beta1, beta2)
 
-# %% ../nbs/05_train.ipynb #42dee068
+# %% ../nbs/05_train.ipynb #74fd5c41
 def short_run_boost(steps: int) -> float:
     "Extra peak lr of the tuned defaults for runs under 64 steps: `sqrt(64 / steps)`, at most 1.5."
     return min(1.5, max(1.0, math.sqrt(64 / steps)))
@@ -148,7 +148,7 @@ def tuned_dead_tokens(cfg: TrainConfig, n_latents: int, k: int) -> int:
     "The tuned dead window: `TUNED_DEAD_GAPS` expected gaps between firings, within [2 batches, min(run / 4, 10M)]."
     return max(2 * cfg.batch_tokens, min(10_000_000, cfg.n_tokens // 4, TUNED_DEAD_GAPS * math.ceil(n_latents / k)))
 
-# %% ../nbs/05_train.ipynb #754a333b
+# %% ../nbs/05_train.ipynb #0ed47a0c
 def paper_recipe(cfg: TrainConfig, sae: SparseAutoencoder) -> dict:
     "The paper's settings (Appendix A and §2.4): constant lr by its rule, AuxK 1/32 over d_model / 2, 10M-token window."
     return {"lr": default_lr(sae.cfg.n_latents), "schedule": "constant", "k_aux": default_k_aux(sae.cfg.d_model),
@@ -174,7 +174,7 @@ def resolve(cfg: TrainConfig, sae: SparseAutoencoder) -> Recipe:
                   warmup_steps=max(1, round(cfg.warmup * cfg.steps)) if phases else 0,
                   decay_steps=max(1, round(cfg.decay * cfg.steps)) if phases else 0)
 
-# %% ../nbs/05_train.ipynb #c643671e
+# %% ../nbs/05_train.ipynb #6c1540ca
 def lr_at(step: int, recipe: Recipe, steps: int) -> float:
     "The learning rate of step `step` (0-based): constant, or a linear warm-up, a plateau and a linear decay to zero."
     if recipe.schedule == "constant": return recipe.lr
@@ -258,9 +258,7 @@ def ema_sae(sae: TopKSAE, ema: EMA) -> TopKSAE:
 @torch.no_grad()
 def untie_encoder_(sae: SparseAutoencoder, seed: int = 0) -> SparseAutoencoder:
     "Replace the encoder by random unit-norm columns independent of the decoder (the no-tied-init ablation)."
-    g = torch.Generator().manual_seed(seed + 1)
-    W = torch.randn(sae.cfg.n_latents, sae.cfg.d_model, generator=g, dtype=torch.float64)
-    sae.W_enc.copy_((W / W.norm(dim=1, keepdim=True)).t())
+    for rows, W in unit_rows(sae.cfg.n_latents, sae.cfg.d_model, seed + 1): sae.W_enc[:, rows] = W.t()
     return sae
 
 # %% ../nbs/05_train.ipynb #eccd8164
@@ -274,7 +272,7 @@ def autocast_for(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractC
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
-# %% ../nbs/05_train.ipynb #25e4ae64
+# %% ../nbs/05_train.ipynb #ec27c150
 def _column_major(p: Tensor) -> bool: return p.dim() == 2 and not p.is_contiguous() and p.t().is_contiguous()
 
 class Adam(torch.optim.Adam):
@@ -301,14 +299,14 @@ class Adam(torch.optim.Adam):
                 transposed = torch.is_tensor(v) and v.dim() == 2 and v.shape == p.shape
                 if transposed and v.stride() == p.stride() != a.stride(): self.state[a][key] = v.t()
 
-# %% ../nbs/05_train.ipynb #322523ed
+# %% ../nbs/05_train.ipynb #d917ce39
 def make_optimizer(sae: SparseAutoencoder, recipe: Recipe, eps: float = 6.25e-10) -> Adam:
     "Adam at the recipe's peak lr and betas, with the paper's epsilon; the fused kernel where this torch has one."
     kw = {"lr": recipe.lr, "betas": recipe.betas, "eps": eps}
     try: return Adam(sae.parameters(), fused=True, **kw)
     except (RuntimeError, TypeError): return Adam(sae.parameters(), **kw)
 
-# %% ../nbs/05_train.ipynb #2eda5a9a
+# %% ../nbs/05_train.ipynb #d09e505a
 @dataclass
 class TrainState:
     "Everything a run changes as it trains: the SAE, Adam, the EMA, dead-latent counters, `var0`, the recipe, steps."
@@ -361,7 +359,7 @@ class TrainState:
         "The EMA weights as an SAE with unit-norm decoder rows: the result to evaluate."
         return ema_sae(self.sae, self.ema)
 
-# %% ../nbs/05_train.ipynb #32aadcad
+# %% ../nbs/05_train.ipynb #c2dad7cc
 @patch
 def state_dict(self: TrainState) -> dict:
     "Everything needed to continue the run: weights, Adam, EMA, dead counters, `var0`, steps taken, RNG state."
