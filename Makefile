@@ -21,9 +21,11 @@ install:
 demo: install
 	$(OFFLINE) $(BIN)/topk-sae demo $(ARGS)
 
-# The nbdev checks CI makes: notebooks clean, library exported, README regenerated, then the tests.
+# The nbdev checks CI makes: notebooks clean, library exported, README regenerated; then ruff (ruff.toml: its
+# default rules and 120 columns) on the library and the tests. The tests follow in `test`.
 lint-nbs: install
 	VENV=$(VENV) bash tools/check_clean.sh
+	$(BIN)/ruff check topk_sae tests
 
 test: lint-nbs docs
 	$(TEST_ENV) $(BIN)/nbdev_test --n_workers 2
