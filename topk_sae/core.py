@@ -84,12 +84,14 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)): return [jsonable(v) for v in obj]
     return obj
 
+# %% ../nbs/00_core.ipynb #2dacfb8e
 def save_json(obj: Any, path: str | Path) -> Path:
     "Write `obj` as indented strict JSON to `path` (NaN becomes null), atomically."
     text = json.dumps(jsonable(json.loads(json.dumps(obj, default=str))), indent=2, allow_nan=False)
     with atomic_path(path) as tmp: tmp.write_text(text + "\n")
     return Path(path)
 
+# %% ../nbs/00_core.ipynb #0b031d17
 def load_json(path: str | Path, what: str = "JSON file") -> Any:
     "Read JSON from `path`; a missing or corrupt file raises an error that names it."
     path = Path(path)

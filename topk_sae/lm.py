@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['EMBEDDED_MODEL', 'SMOLLM2_HUB_NAME', 'SMOLLM2_WHEEL', 'SMOLLM2_GGUF', 'SMOLLM2_GGUF_SHA256', 'TINY_MODEL',
            'smollm2_gguf_path', 'dequantize_smollm2', 'cache_problem', 'smollm2_folder', 'load_model', 'model_name',
-           'byte_tokenizer', 'tiny_model', 'resid_hook', 'default_layer', 'hook_layer', 'check_hook']
+           'byte_tokenizer', 'tiny_model', 'default_layer', 'resid_hook', 'hook_layer', 'check_hook']
 
 # %% ../nbs/02_lm.ipynb #cc1661ee
 import contextlib, importlib.util, math, re, warnings
@@ -151,14 +151,16 @@ def tiny_model(n_layers: int = 2, d_model: int = 64, n_heads: int = 4, n_ctx: in
     return model.eval()
 
 # %% ../nbs/02_lm.ipynb #780470da
-def resid_hook(layer: int) -> str:
-    "The residual stream after block `layer`."
-    return f"blocks.{layer}.hook_resid_post"
-
 def default_layer(model: Any) -> int:
     "`ceil(3/4 n_layers) - 1`: GPT-2 small's layer 8 of 12, as in the paper; SmolLM2's 22 of 30."
     return math.ceil(0.75 * model.cfg.n_layers) - 1
 
+# %% ../nbs/02_lm.ipynb #bf372cb8
+def resid_hook(layer: int) -> str:
+    "The residual stream after block `layer`."
+    return f"blocks.{layer}.hook_resid_post"
+
+# %% ../nbs/02_lm.ipynb #ce955741
 def hook_layer(hook: str) -> int | None:
     "The block index in a hook name (`blocks.{L}.`), or None for hooks outside the blocks."
     m = re.match(r"blocks\.(\d+)\.", hook)
