@@ -31,17 +31,6 @@ def sae_from_weights(W_enc: Tensor, W_dec: Tensor, b_enc: Tensor, b_dec: Tensor,
         for p, v in ((sae.W_enc, W_enc), (sae.W_dec, W_dec), (sae.b_enc, b_enc), (sae.b_dec, b_dec)): p.copy_(v.float())
     return sae
 
-def _plain_weights(sae: TopKSAE, target: str) -> dict[str, Tensor]:
-    "W_enc, W_dec, b_enc, b_dec of an SAE without a global scale (the 'scalar' mode folded in)."
-    w = {k: getattr(sae, k).detach().float().cpu() for k in ("W_enc", "W_dec", "b_enc", "b_dec")}
-    if sae.cfg.normalize == "scalar":
-        s = sae.norm_scale.item()
-        w.update(W_enc=w["W_enc"] / s, W_dec=w["W_dec"] * s, b_dec=w["b_dec"] * s)
-    elif sae.cfg.normalize == "unit_norm":
-        raise ValueError(f"{target} has no per-token unit-norm input normalization; "
-                         "train with normalize='layernorm', 'scalar' or 'none' to export")
-    return w
-
 # %% ../nbs/16_interop.ipynb #84147f59
 _OPENAI_KEYS = ("encoder.weight", "decoder.weight", "pre_bias", "latent_bias")
 
@@ -64,6 +53,7 @@ def load_openai_sae(src: str | Path | dict, hook: str | None = None, model_name:
     return sae_from_weights(W_enc, W_dec, state["latent_bias"], state["pre_bias"], int(k),
                             normalize="layernorm", hook=hook, model_name=model_name)
 
+# %% ../nbs/16_interop.ipynb #e3c6c416
 def to_openai_state_dict(sae: TopKSAE) -> dict:
     "The state dict OpenAI's `Autoencoder.from_state_dict` reads (layernorm-mode SAEs only)."
     if sae.cfg.normalize != "layernorm":
@@ -72,6 +62,18 @@ def to_openai_state_dict(sae: TopKSAE) -> dict:
             "decoder.weight": sae.W_dec.detach().t().contiguous(),
             "pre_bias": sae.b_dec.detach().clone(), "latent_bias": sae.b_enc.detach().clone(),
             "activation": "TopK", "activation_state_dict": {"k": sae.cfg.k}}
+
+# %% ../nbs/16_interop.ipynb #87d2c45b
+def _plain_weights(sae: TopKSAE, target: str) -> dict[str, Tensor]:
+    "W_enc, W_dec, b_enc, b_dec of an SAE without a global scale (the 'scalar' mode folded in)."
+    w = {k: getattr(sae, k).detach().float().cpu() for k in ("W_enc", "W_dec", "b_enc", "b_dec")}
+    if sae.cfg.normalize == "scalar":
+        s = sae.norm_scale.item()
+        w.update(W_enc=w["W_enc"] / s, W_dec=w["W_dec"] * s, b_dec=w["b_dec"] * s)
+    elif sae.cfg.normalize == "unit_norm":
+        raise ValueError(f"{target} has no per-token unit-norm input normalization; "
+                         "train with normalize='layernorm', 'scalar' or 'none' to export")
+    return w
 
 # %% ../nbs/16_interop.ipynb #c358b609
 _SAELENS_NORM = {"none": "none", "scalar": "none", "layernorm": "layer_norm"}
@@ -90,7 +92,9 @@ def save_saelens(sae: TopKSAE, path: str | Path) -> Path:
         save_json(cfg, tmp/"cfg.json")
     return Path(path)
 
+# %% ../nbs/16_interop.ipynb #6edb11d3
 def _read_pair(path: Path, weights: str, what: str) -> tuple[dict, dict[str, Tensor]]:
+    "The config and tensors of a `cfg.json` + `weights` folder, or an error that says which is missing or corrupt."
     path = Path(path)
     if not (path/"cfg.json").exists() or not (path/weights).exists():
         raise FileNotFoundError(f"{path} is not a {what} folder: it needs cfg.json and {weights}")
@@ -103,6 +107,7 @@ def _need(state: dict, keys: list[str], where: Path) -> None:
     if missing := [k for k in keys if k not in state]:
         raise ValueError(f"{where} is missing weights {missing} (it has {sorted(state)})")
 
+# %% ../nbs/16_interop.ipynb #8c1f91b6
 def load_saelens(path: str | Path) -> TopKSAE:
     "A `TopKSAE` from a folder in SAELens' format (TopK architecture)."
     cfg, state = _read_pair(Path(path), "sae_weights.safetensors", "SAELens SAE")
@@ -141,6 +146,7 @@ def save_sparsify(sae: TopKSAE, path: str | Path) -> Path:
         save_json(cfg, tmp/"cfg.json")
     return Path(path)
 
+# %% ../nbs/16_interop.ipynb #f92068c4
 def load_sparsify(path: str | Path) -> TopKSAE:
     "A `TopKSAE` from a sparsify `SparseCoder` folder (TopK activation, no skip connection, not a transcoder)."
     cfg, state = _read_pair(Path(path), "sae.safetensors", "sparsify SparseCoder")
