@@ -1,8 +1,7 @@
 """Where the never-active latents of the 10M-token efficiency run come from: the bench protocol for the tuned defaults at
 10M tokens, printing the dead counter during training and, at the end, the never-active share on held-out and on training
 slices of growing size (run with .venv/bin/python; about 13 min on 2 idle cores, 30 on one thread)."""
-import sys, time, torch
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+import torch
 torch.set_num_threads(1)
 from data import bench_activations
 from run import layer_norm
@@ -18,12 +17,15 @@ while seen < tokens:
     if len(order) < B: order = torch.cat([order, torch.randperm(len(data), generator=g)])
     r.step(data[order[:B]]); order, seen = order[B:], seen + B; step += 1
     if step % 244 == 0:
-        print(step, "train-dead(window)", r.dead.mask(r.recipe.dead_tokens).float().mean().item(), "since>100k", (r.dead.since > 100_000).float().mean().item(), flush=True)
+        dead = r.state.dead
+        print(step, "train-dead(window)", dead.mask(r.state.recipe.dead_tokens).float().mean().item(),
+              "since>100k", (dead.since > 100_000).float().mean().item(), flush=True)
 sae = r.final()
 def never(x):
     fired = torch.zeros(n, dtype=torch.bool)
     for c in x.split(8192):
         top = sae.encode_topk(c); fired[top.idx[top.acts > 0]] = True
     return 1 - fired.float().mean().item()
-print("recipe", r.recipe)
-print("never-active held-out 40k", never(held), "train first 40k", never(data[:40000]), "train 400k", never(data[:400000]), "train all 1.2M", never(data))
+print("recipe", r.state.recipe)
+print("never-active held-out 40k", never(held), "train first 40k", never(data[:40000]),
+      "train 400k", never(data[:400000]), "train all 1.2M", never(data))

@@ -5,9 +5,8 @@
 - EleutherAI sparsify 1.3: `SparseCoder` with its trainer's defaults (SignSGD under schedule-free with
   momentum 0.95, lr 5e-3 / sqrt(n / 2^14), b_dec set to the first batch's mean, unit-norm decoder and
   gradient projection each step, AuxK off). sparsify's `Trainer` needs a Hugging Face model and dataset,
-  so its per-step logic is replicated here around the library's own modules, as in
-  ../shared/reference/baseline_numbers.md.
-- topk_sae: `train_step` with the given `TrainConfig`.
+  so its per-step logic is replicated here around the library's own modules.
+- topk_sae: `TrainState.step` with the given `TrainConfig`.
 
 Every runner takes (tok, d_model) batches of already-normalized activations (the peers have no per-token
 LayerNorm of their own that works with TopK AuxK), and `encode_decode(x)` returns the reconstruction.
@@ -20,27 +19,21 @@ import torch
 class TopKSAERunner:
     name = "topk_sae"
 
-    def __init__(self, d: int, n: int, k: int, total_tokens: int, batch: int, sample: torch.Tensor, device: str = "cpu", **train_kw):
+    def __init__(self, d: int, n: int, k: int, total_tokens: int, batch: int, sample: torch.Tensor, device: str = "cpu",
+                 **train_kw):
         from topk_sae.model import SAEConfig, TopKSAE
-        from topk_sae.train import EMA, DeadLatents, TrainConfig, loss_normalizer, make_optimizer, resolve
-        self.sae = TopKSAE(SAEConfig(d_model=d, n_latents=n, k=k, normalize="none")).to(device)
-        self.cfg = TrainConfig(n_tokens=total_tokens, batch_tokens=batch, progress=False, **train_kw)
-        sample = sample.to(device)
-        self.sae.init_from_data_(sample)
-        self.recipe, self.var0 = resolve(self.cfg, self.sae), loss_normalizer(self.sae, sample)
-        self.dead, self.ema = DeadLatents(n, self.sae.device), EMA(self.sae, self.recipe.ema_decay)
-        self.opt, self.steps = make_optimizer(self.sae, self.cfg, self.recipe.lr), 0
+        from topk_sae.train import TrainConfig, TrainState
+        sae = TopKSAE(SAEConfig(d_model=d, n_latents=n, k=k, normalize="none")).to(device)
+        cfg = TrainConfig(n_tokens=total_tokens, batch_tokens=batch, progress=False, **train_kw)
+        self.state = TrainState.start(sae, cfg, sample.to(device))
+        self.sae = sae
 
     def step(self, x: torch.Tensor) -> None:
-        from topk_sae.train import lr_at, train_step
-        for group in self.opt.param_groups: group["lr"] = lr_at(self.steps, self.recipe, self.cfg.steps)
-        train_step(self.sae, self.opt, x, self.var0, self.dead, self.ema, self.cfg, self.recipe)
-        self.steps += 1
+        self.state.step(x)
 
     @torch.no_grad()
     def final(self):
-        from topk_sae.train import ema_sae
-        return ema_sae(self.sae, self.ema)
+        return self.state.averaged()
 
     @staticmethod
     @torch.no_grad()

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from topk_sae.model import NORMALIZE_MODES, SAEConfig, TopKSAE
-from topk_sae.train import TrainConfig, save_checkpoint, train
-
+from topk_sae.train import TrainConfig, train
 
 def _toy(n=3000, d=16, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -41,13 +40,14 @@ def test_training_checkpoint_holds_the_final_state(tmp_path):
 
 def test_a_crash_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     acts = _toy()
-    res = train(TopKSAE(SAEConfig.tiny()), acts, TrainConfig.tiny(n_tokens=1024, checkpoint_every=1024, checkpoint_dir=str(tmp_path / "ckpt")))
+    cfg = TrainConfig.tiny(n_tokens=1024, checkpoint_every=1024, checkpoint_dir=str(tmp_path / "ckpt"))
+    res = train(TopKSAE(SAEConfig.tiny()), acts, cfg)
     before = TopKSAE.load(tmp_path / "ckpt").state_dict()
 
     def disk_full(*args, **kwargs): raise OSError("No space left on device")
     monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        train(TopKSAE(SAEConfig.tiny(), seed=1), acts, TrainConfig.tiny(n_tokens=1024, checkpoint_every=1024, checkpoint_dir=str(tmp_path / "ckpt")))
+        train(TopKSAE(SAEConfig.tiny(), seed=1), acts, cfg)
     after = TopKSAE.load(tmp_path / "ckpt").state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]

@@ -13,20 +13,19 @@ import os
 
 import pytest
 import torch
+from helpers import assert_steps_match, steps_by_kernel  # the same sparse-against-dense comparison as on the CPU
 
 from topk_sae.core import get_device
 from topk_sae.kernels import encode_for_training
 from topk_sae.model import SAEConfig, TopKSAE
-from topk_sae.train import DeadLatents, TrainConfig, autocast_for, loss_normalizer, resolve, step_losses, train
-
-from test_kernels import assert_steps_match, steps_by_kernel  # the same sparse-against-dense step comparison as on the CPU
+from topk_sae.train import TrainConfig, TrainState, autocast_for, train
 
 DEVICE = os.environ.get("TOPK_SAE_TEST_DEVICE") or ("cuda" if torch.cuda.is_available() else None)
-pytestmark = pytest.mark.skipif(DEVICE is None, reason="no CUDA device (set TOPK_SAE_TEST_DEVICE=cpu to run these checks on the CPU)")
+pytestmark = pytest.mark.skipif(DEVICE is None, reason="no CUDA device (TOPK_SAE_TEST_DEVICE=cpu runs them on the CPU)")
 
 
 def sparse_data(tok: int, d: int, n_true: int, k_true: int, seed: int = 0) -> torch.Tensor:
-    "Activations an SAE can learn: `k_true` of `n_true` unit directions per token, with positive weights, plus a little noise."
+    "Activations an SAE can learn: `k_true` of `n_true` unit directions per token, positive weights, a little noise."
     g = torch.Generator().manual_seed(seed)
     D = torch.nn.functional.normalize(torch.randn(n_true, d, generator=g), dim=1)
     idx = torch.stack([torch.randperm(n_true, generator=g)[:k_true] for _ in range(tok)])
@@ -48,8 +47,10 @@ def test_sparse_steps_equal_dense_steps(d, n, multi):
     base = TopKSAE(SAEConfig(d_model=d, n_latents=n, k=k), seed=n, dtype=torch.float64).to(DEVICE)
     x = (torch.randn(256, d, generator=torch.Generator().manual_seed(n), dtype=torch.float64) * 3 + 1).to(DEVICE)
     base.init_from_data_(x)
-    sparse, dense = (steps_by_kernel(base, x, impl, all_dead=True, multi_topk=multi, precision="fp32") for impl in ("sparse", "dense"))
-    if n >= 1000: assert sparse[0][0].aux.item() > 0 and dense[0][0].aux.item() > 0  # AuxK ran (at small n every latent fires somewhere in the batch)
+    sparse, dense = (steps_by_kernel(base, x, impl, all_dead=True, multi_topk=multi, precision="fp32")
+                     for impl in ("sparse", "dense"))
+    if n >= 1000:  # AuxK ran (at small n every latent fires somewhere in the batch)
+        assert sparse[0][0].aux.item() > 0 and dense[0][0].aux.item() > 0
     assert_steps_match(sparse, dense)
 
 
@@ -58,13 +59,15 @@ def test_losses_stay_fp32_under_autocast():
     x = torch.randn(256, 32, device=DEVICE)
     sae.init_from_data_(x)
     cfg = TrainConfig(n_tokens=1024, batch_tokens=256, dead_tokens=256, precision="bf16", progress=False)
-    recipe, dead = resolve(cfg, sae), DeadLatents(512, sae.device)
-    dead.since += 10**6  # every latent dead: AuxK runs too
+    state = TrainState.start(sae, cfg, x)
+    state.dead.since += 10**6  # every latent dead: AuxK runs too
+    x_n, _ = sae.normalize(x)
     with autocast_for(cfg, sae.device):
-        codes = encode_for_training(sae, x, 8)
-        out = step_losses(sae, x, loss_normalizer(sae, x), dead, cfg, recipe)
+        codes = encode_for_training(sae, x_n, 8)
+        out = sae.training_loss(x_n, state.loss_inputs(len(x)))
     assert codes.top.acts.dtype == torch.bfloat16  # the encoder product ran in bf16 ...
-    assert out.loss.dtype == out.fvu.dtype == out.aux.dtype == torch.float32 and out.aux.item() > 0  # ... the losses in fp32
+    assert out.loss.dtype == out.fvu.dtype == out.aux.dtype == torch.float32  # ... the losses in fp32
+    assert out.aux.item() > 0
 
 
 def test_bf16_training_learns_like_fp32():
@@ -73,8 +76,10 @@ def test_bf16_training_learns_like_fp32():
     results = {}
     for precision in ("bf16", "fp32"):
         sae = TopKSAE(SAEConfig(d_model=64, n_latents=512, k=8), seed=0).to(DEVICE)
-        res = train(sae, x.to(DEVICE), TrainConfig(n_tokens=4 * 32768, batch_tokens=1024, precision=precision, progress=False))
-        assert all(p.dtype == torch.float32 and p.device.type == torch.device(DEVICE).type for p in res.sae.parameters())
+        cfg = TrainConfig(n_tokens=4 * 32768, batch_tokens=1024, precision=precision, progress=False)
+        res = train(sae, x.to(DEVICE), cfg)
+        device_type = torch.device(DEVICE).type
+        assert all(p.dtype == torch.float32 and p.device.type == device_type for p in res.sae.parameters())
         assert torch.isfinite(torch.tensor(res.history.loss.values)).all()
         with torch.no_grad():
             xh = res.sae(x.to(DEVICE))
@@ -94,7 +99,7 @@ def test_inference_on_the_device_equals_the_cpu():
     torch.testing.assert_close(out.cpu(), ref, rtol=1e-4, atol=1e-4)
     got = torch.zeros(512, 1000).scatter_(1, top.idx.cpu(), top.acts.cpu())
     want = torch.zeros(512, 1000).scatter_(1, ref_top.idx, ref_top.acts)
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)  # same latents, same values (order within a row may differ)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)  # same latents and values (order in a row may vary)
 
 
 def test_harvest_on_the_device_equals_the_cpu(tmp_path, monkeypatch):

@@ -1,23 +1,22 @@
 """The sparse training kernels equal plain autograd: values and gradients over random shapes (n not a power
 of two), with and without AuxK and Multi-TopK, the sparse decoder's backward, and whole training steps that end
 at the same weights; the reused buffers really are reused and never leak stale values."""
-import copy
-
-import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from helpers import assert_same, assert_steps_match, steps_by_kernel
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from topk_sae.kernels import WORKSPACE, TopKEncoder, decode_for_training, encode_for_training, gather_dot, scatter_outer, select_codes
+from topk_sae.kernels import (
+    WORKSPACE,
+    TopKEncoder,
+    decode_for_training,
+    encode_for_training,
+    gather_dot,
+    scatter_outer,
+    select_codes,
+)
 from topk_sae.model import SAEConfig, TopKOut, TopKSAE, dense_decode
-from topk_sae.train import DeadLatents, EMA, TrainConfig, loss_normalizer, make_optimizer, resolve, train_step
-
-
-def assert_same(ours, reference):
-    "Values and gradients equal to 1e-10; a gradient the reference leaves out (None) must be absent or zero in ours."
-    for a, r in zip(ours, reference):
-        if r is None: assert a is None or a.abs().max() == 0
-        else: torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
-
+from topk_sae.train import TrainConfig, TrainState
 
 @settings(max_examples=150, deadline=None)
 @given(st.integers(1, 64), st.integers(1, 16), st.integers(2, 97), st.data())
@@ -37,7 +36,8 @@ def test_encoder_values_and_gradients(tok, d, n, data):
         tv, ti, av, ai = fn()
         up_t = torch.randn(tv.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
         up_a = torch.randn(av.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-        outs.append((tv, ti, av, ai, *torch.autograd.grad((tv * up_t).sum() + (av * up_a).sum(), (x, W, b, b_dec), allow_unused=True)))
+        grads = torch.autograd.grad((tv * up_t).sum() + (av * up_a).sum(), (x, W, b, b_dec), allow_unused=True)
+        outs.append((tv, ti, av, ai, *grads))
     assert_same(*outs)
 
 
@@ -45,28 +45,11 @@ def test_encoder_values_and_gradients(tok, d, n, data):
 @given(st.integers(1, 50), st.integers(1, 9), st.integers(1, 40), st.integers(1, 8), st.integers(0, 2**16))
 def test_scatter_outer_equals_dense(tok, d, n, k, seed):
     g = torch.Generator().manual_seed(seed)
-    idx, vals, x = torch.randint(0, n, (tok, k), generator=g), torch.randn(tok, k, generator=g, dtype=torch.float64), torch.randn(tok, d, generator=g, dtype=torch.float64)
+    idx = torch.randint(0, n, (tok, k), generator=g)
+    vals = torch.randn(tok, k, generator=g, dtype=torch.float64)
+    x = torch.randn(tok, d, generator=g, dtype=torch.float64)
     dense = torch.zeros(tok, n, dtype=torch.float64).scatter_add_(1, idx, vals).T @ x
     torch.testing.assert_close(scatter_outer(idx, vals, x, n), dense)
-
-
-def steps_by_kernel(base: TopKSAE, x: torch.Tensor, impl: str, steps: int = 4, all_dead: bool = False, **cfg_kw):
-    """`steps` training steps of a copy of `base` on the batch `x` with the `impl` kernels: their outputs and final weights (on the CPU).
-    adam_eps 1e-6, not the paper's 6.25e-10: a gradient component near 1e-10 (a latent that barely fires) makes Adam turn
-    rounding-level differences between the two paths into 1e-9 weight differences by step 4 (seen: d 8, n 9, seed 439)."""
-    sae, tok = copy.deepcopy(base), len(x)
-    cfg = TrainConfig(n_tokens=tok * steps, batch_tokens=tok, dead_tokens=tok, lr=1e-2, kernels=impl, progress=False, adam_eps=1e-6, **cfg_kw)
-    recipe, dead, ema = resolve(cfg, sae), DeadLatents(sae.cfg.n_latents, sae.device), EMA(sae, 0.9)
-    opt, var0 = make_optimizer(sae, cfg, recipe.lr), loss_normalizer(sae, x)
-    if all_dead: dead.since += 10**6  # every latent starts dead: AuxK runs in the first step, and again on whichever misses a batch
-    outs = [train_step(sae, opt, x, var0, dead, ema, cfg, recipe) for _ in range(steps)]
-    return outs, {key: v.cpu() for key, v in sae.state_dict().items()}
-
-
-def assert_steps_match(sparse, dense) -> None:
-    "Two `steps_by_kernel` results: the same losses step by step, the same final weights."
-    assert [o.loss.item() for o in sparse[0]] == pytest.approx([o.loss.item() for o in dense[0]], rel=1e-8, abs=1e-10)
-    for key, v in sparse[1].items(): torch.testing.assert_close(v, dense[1][key], rtol=1e-7, atol=1e-9)
 
 
 @settings(max_examples=30, deadline=None)
@@ -92,12 +75,13 @@ def test_bf16_autocast_trains_on_cpu():
 def test_sparse_decode_values_and_gradients(tok, d, n, data):
     k = data.draw(st.integers(1, min(n, 12)))
     g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**16)))
-    idx = torch.stack([torch.randperm(n, generator=g)[:k] for _ in range(tok)])  # distinct latents per token, as in a code
+    idx = torch.stack([torch.randperm(n, generator=g)[:k] for _ in range(tok)])  # distinct latents per token (a code)
     acts = torch.randn(tok, k, generator=g, dtype=torch.float64).relu().requires_grad_()
     W = torch.randn(n, d, generator=g, dtype=torch.float64, requires_grad=True)
     up = torch.randn(tok, d, generator=g, dtype=torch.float64)
     outs = []
-    for dec in (lambda: decode_for_training(TopKOut(acts, idx), W, "sparse"), lambda: dense_decode(TopKOut(acts, idx), W)):
+    code = TopKOut(acts, idx)
+    for dec in (lambda: decode_for_training(code, W, "sparse"), lambda: dense_decode(code, W)):
         y = dec()
         outs.append((y, *torch.autograd.grad((y * up).sum(), (acts, W), allow_unused=True)))
     assert_same(*outs)
@@ -116,7 +100,8 @@ def test_gather_dot_equals_gathered_rows(tok, d, n, k, seed):
 def test_reused_buffers_hold_no_stale_values():
     "A buffer handed back full of NaN comes out of the next product overwritten (beta=0 must not read it)."
     g = torch.Generator().manual_seed(0)
-    idx, vals, x = torch.randint(0, 30, (64, 4), generator=g), torch.randn(64, 4, generator=g), torch.randn(64, 7, generator=g)
+    idx = torch.randint(0, 30, (64, 4), generator=g)
+    vals, x = torch.randn(64, 4, generator=g), torch.randn(64, 7, generator=g)
     ref = torch.zeros(64, 30).scatter_add_(1, idx, vals).T @ x
     first = scatter_outer(idx, vals, x, 30)
     WORKSPACE.give(first.fill_(float("nan")))
@@ -126,23 +111,22 @@ def test_reused_buffers_hold_no_stale_values():
 
 
 def test_training_reuses_its_gradient_buffers():
-    """After the first step the encoder and decoder gradients are written into the previous step's memory (AuxK idle: its
+    """After the first step the encoder and decoder gradients are written into the previous step's memory (AuxK idle:
+    its
     decoder gradient is added into the main one by autograd, and that third buffer is a new one each step)."""
     sae = TopKSAE(SAEConfig(d_model=32, n_latents=2048, k=8))
     x = torch.randn(256, 32)
     sae.init_from_data_(x)
-    cfg = TrainConfig(n_tokens=256 * 3, batch_tokens=256, dead_tokens=10**9, progress=False)
-    recipe, dead, ema = resolve(cfg, sae), DeadLatents(2048), EMA(sae, 0.9)
-    opt, var0 = make_optimizer(sae, cfg, recipe.lr), loss_normalizer(sae, x)
+    state = TrainState.start(sae, TrainConfig(n_tokens=256 * 3, batch_tokens=256, dead_tokens=10**9, progress=False), x)
     ptrs = []
     for _ in range(3):
-        train_step(sae, opt, x, var0, dead, ema, cfg, recipe)
+        state.step(x)
         ptrs.append({sae.W_enc.grad.data_ptr(), sae.W_dec.grad.data_ptr()})
     assert ptrs[1] == ptrs[2]
 
 
 def test_encoder_runs_in_bf16_under_autocast():
-    "The reused-buffer path writes with `out=`, which autocast does not cast: under autocast the encoder must not take it."
+    "The reused-buffer path writes with `out=`, which autocast does not cast: under autocast the encoder must avoid it."
     sae = TopKSAE(SAEConfig(d_model=32, n_latents=256, k=8))
     x = torch.randn(64, 32)
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -1,11 +1,28 @@
 """Property tests of the TopK SAE: encoding invariants, the sparse path against its dense reference,
 normalization round trips and the decoder constraint, over random shapes and seeds."""
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from topk_sae.model import NORMALIZE_MODES, SAEConfig, TopKSAE, dense_decode, sparse_decode, topk_relu, unit_norm_decoder_
-from topk_sae.train import DeadLatents, EMA, TrainConfig, loss_normalizer, make_optimizer, project_decoder_grad_, resolve, train_step
-
+from topk_sae.model import (
+    NORMALIZE_MODES,
+    SAEConfig,
+    TopKSAE,
+    dense_decode,
+    sparse_decode,
+    topk_relu,
+    unit_norm_decoder_,
+)
+from topk_sae.train import (
+    EMA,
+    DeadLatents,
+    TrainConfig,
+    TrainState,
+    loss_normalizer,
+    make_optimizer,
+    project_decoder_grad_,
+    resolve,
+)
 
 @st.composite
 def sae_and_batch(draw):
@@ -15,7 +32,8 @@ def sae_and_batch(draw):
     cfg = SAEConfig(d_model=d, n_latents=n, k=k, normalize=draw(st.sampled_from(NORMALIZE_MODES)))
     seed = draw(st.integers(0, 2**16))
     g = torch.Generator().manual_seed(seed)
-    x = (torch.randn(draw(st.integers(1, 20)), d, generator=g) * draw(st.floats(0.1, 100)) + draw(st.floats(-50, 50))).double()
+    scale, shift = draw(st.floats(0.1, 100)), draw(st.floats(-50, 50))
+    x = (torch.randn(draw(st.integers(1, 20)), d, generator=g) * scale + shift).double()
     sae = TopKSAE(cfg, seed=seed, dtype=torch.float64)
     with torch.no_grad():
         sae.b_dec.normal_(generator=g); sae.b_enc.normal_(generator=g)
@@ -50,7 +68,7 @@ def test_encode_invariants(case):
 def test_forward_equals_decode_of_encode_and_the_formula(case):
     sae, x = case
     with torch.no_grad():
-        x_n, stats = sae.normalize(x)
+        _, stats = sae.normalize(x)
         by_formula = (reference_latents(sae, x) @ sae.W_dec + sae.b_dec) * stats.scale + stats.mu
         torch.testing.assert_close(sae(x), by_formula, rtol=1e-9, atol=1e-9)
         torch.testing.assert_close(sae.decode(sae.encode(x), x=x), by_formula, rtol=1e-9, atol=1e-9)
@@ -81,7 +99,8 @@ def test_sparse_decode_matches_dense_values_and_gradients(case):
         sae.zero_grad()
         out = decode(topk_relu(sae.pre_acts(x_n), sae.cfg.k), sae.W_dec)
         (out * grad_out).sum().backward()
-        grads.append(tuple(t.detach().clone() for t in (out, sae.W_dec.grad, sae.W_enc.grad, sae.b_enc.grad, sae.b_dec.grad)))
+        tensors = (out, sae.W_dec.grad, sae.W_enc.grad, sae.b_enc.grad, sae.b_dec.grad)
+        grads.append(tuple(t.detach().clone() for t in tensors))
     for a, b in zip(*grads): torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
@@ -91,12 +110,15 @@ def test_training_steps_keep_unit_norm_decoder(case, multi_topk):
     sae, x = case
     x = x.repeat(8, 1)
     cfg = TrainConfig(n_tokens=len(x) * 3, batch_tokens=len(x), multi_topk=multi_topk, dead_tokens=1, lr=1e-2)
-    recipe, dead, ema = resolve(cfg, sae), DeadLatents(sae.cfg.n_latents), EMA(sae, 0.9)
-    opt = make_optimizer(sae, cfg, recipe.lr)
+    recipe = resolve(cfg, sae)
+    var0 = max(loss_normalizer(sae, x), 1e-6)  # a constant batch has none: TrainState.start would refuse it
+    opt, ema, dead = make_optimizer(sae, recipe), EMA(sae, 0.9), DeadLatents(sae.cfg.n_latents)
+    state = TrainState(sae, cfg, recipe, opt, ema, dead, var0)
     for _ in range(3):
-        out = train_step(sae, opt, x, max(loss_normalizer(sae, x), 1e-6), dead, ema, cfg, recipe)
+        out = state.step(x)
         assert torch.isfinite(out.loss)
-        torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(sae.cfg.n_latents, dtype=torch.float64), rtol=0, atol=1e-12)
+        ones = torch.ones(sae.cfg.n_latents, dtype=torch.float64)
+        torch.testing.assert_close(sae.W_dec.norm(dim=1), ones, rtol=0, atol=1e-12)
 
 
 @settings(max_examples=50, deadline=None)

@@ -1,12 +1,13 @@
-"""The training recipe against SPEC 3, written out by hand: Multi-TopK's loss, AuxK's reach, the dead-token
+"""The training recipe (arXiv:2406.04093 §2.4, §5.3) written out by hand: Multi-TopK's loss, AuxK's reach, the
+dead-token
 window, and configs that survive a JSON round trip."""
 import json
 
 import torch
 
+from topk_sae.losses import LossInputs
 from topk_sae.model import SAEConfig, TopKSAE, dense_decode, topk_relu
-from topk_sae.train import DeadLatents, Recipe, TrainConfig, step_losses, train
-
+from topk_sae.train import DeadLatents, TrainConfig, train
 
 def _sae_and_batch(seed=0, n=48, d=12, k=3, tok=64):
     sae = TopKSAE(SAEConfig(d_model=d, n_latents=n, k=k), seed=seed, dtype=torch.float64)
@@ -17,13 +18,13 @@ def _sae_and_batch(seed=0, n=48, d=12, k=3, tok=64):
 
 def test_multi_topk_loss_is_L_k_plus_L_4k_over_8():
     sae, x_n = _sae_and_batch()
-    var0, recipe = 0.7, Recipe(lr=1e-3, schedule="constant", warmup_steps=0, decay_steps=0, k_aux=8, aux_coef=1 / 32, dead_tokens=10**9, ema_decay=0.9, log_every=1)
-    out = step_losses(sae, x_n, var0, DeadLatents(48), TrainConfig(n_tokens=64, multi_topk=True), recipe)
+    var0 = 0.7
+    out = sae.training_loss(x_n, LossInputs(var0, multi_topk=True))
     h = (x_n - sae.b_dec) @ sae.W_enc + sae.b_enc
-    loss = lambda kk: ((dense_decode(topk_relu(h, kk), sae.W_dec) + sae.b_dec - x_n).pow(2).mean() / var0)
+    def loss(kk): return (dense_decode(topk_relu(h, kk), sae.W_dec) + sae.b_dec - x_n).pow(2).mean() / var0
     torch.testing.assert_close(out.loss, loss(3) + loss(12) / 8)
     torch.testing.assert_close(out.fvu, loss(3))
-    plain = step_losses(sae, x_n, var0, DeadLatents(48), TrainConfig(n_tokens=64), recipe)
+    plain = sae.training_loss(x_n, LossInputs(var0))
     torch.testing.assert_close(plain.loss, loss(3))
 
 
@@ -32,8 +33,7 @@ def test_auxk_trains_only_dead_latents_and_leaves_the_main_path_alone():
     with torch.no_grad(): sae.b_enc[:24] += 10.0  # latents 0..23 always win the top-k; 24..47 never fire
     dead = DeadLatents(48)
     dead.since[24:] = 10**9  # ... and have not fired for a long time: they are dead
-    recipe = Recipe(lr=1e-3, schedule="constant", warmup_steps=0, decay_steps=0, k_aux=4, aux_coef=1.0, dead_tokens=10**6, ema_decay=0.9, log_every=1)
-    out = step_losses(sae, x_n, 1.0, dead, TrainConfig(n_tokens=64, aux_coef=1.0), recipe)
+    out = sae.training_loss(x_n, LossInputs(1.0, dead.candidates(64, 10**6), k_aux=4, aux_coef=1.0))
     assert out.aux > 0
     main_grads = torch.autograd.grad(out.fvu, [sae.W_dec, sae.W_enc], retain_graph=True)
     aux_grads = torch.autograd.grad(out.aux, [sae.W_dec, sae.W_enc, sae.b_enc])

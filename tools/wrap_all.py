@@ -1,29 +1,24 @@
-"""Rewrap the `__all__` list that nbdev_export writes at the top of each module to at most 120 columns.
+"""Re-wrap the `__all__` that nbdev_export writes into topk_sae/*.py so that every line fits 120 columns.
 
-nbdev wraps the list's text at 120 characters and then puts `__all__ = ` in front of the first line, so that line can
-reach 130 columns, past the limit ruff checks (ruff.toml). `make export` and tools/check_clean.sh run this right
-after nbdev_export; it changes nothing else and running it twice changes nothing.
-
-    python tools/wrap_all.py
+nbdev wraps the list at 120 characters and then prefixes its first line with `__all__ = `, so that line can
+reach 130. Run after nbdev_export (`make export` and tools/check_clean.sh do): the list is the same, only its
+line breaks move.
 """
-import re, textwrap
+import ast, re, textwrap
 from pathlib import Path
 
 LIB = Path(__file__).resolve().parent.parent / "topk_sae"
-WIDTH = 120  # ruff.toml's line-length
+ALL = re.compile(r"^__all__ = \[.*?\]\n", re.S | re.M)
 
-
-def rewrap(src: str) -> str:
-    "`src` with its `__all__ = [...]` block wrapped to `WIDTH` columns the way nbdev indents it."
-    m = re.search(r"^__all__ = (\[[^\]]*\])\n", src, flags=re.MULTILINE)
-    if not m: return src
-    names = " ".join(m.group(1).split())  # the list on one line, as nbdev wrote it before wrapping
-    lines = textwrap.wrap(names, width=WIDTH, initial_indent="__all__ = ", subsequent_indent=" " * 11,
-                          break_long_words=False, break_on_hyphens=False)
-    return src[:m.start()] + "\n".join(lines) + "\n" + src[m.end():]
-
+def rewrap(text: str) -> str:
+    m = ALL.search(text)
+    if m is None: return text
+    names = ast.literal_eval(m.group(0).split("=", 1)[1].strip())
+    body = textwrap.fill(", ".join(repr(n) for n in names), width=120, initial_indent=" " * 11,
+                         subsequent_indent=" " * 11, break_long_words=False).lstrip()
+    return text[:m.start()] + f"__all__ = [{body}]\n" + text[m.end():]
 
 if __name__ == "__main__":
     for f in sorted(LIB.glob("*.py")):
-        src = f.read_text()
-        if (new := rewrap(src)) != src: f.write_text(new)
+        text = f.read_text(encoding="utf-8")
+        if (new := rewrap(text)) != text: f.write_text(new, encoding="utf-8")

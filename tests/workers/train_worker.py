@@ -7,15 +7,18 @@ It trains a tiny SAE on fixed random data (the same on every rank) and writes th
 weights and dead counters of rank 0 to OUT (safetensors). `--slow` sleeps before every batch, so
 that a test can kill the process mid-run.
 """
-import argparse, json, os, time
+import argparse
+import json
+import os
+import time
 
 import torch
 from safetensors.torch import save_file
 
 from topk_sae.activations import TensorSource
+from topk_sae.distributed import init_distributed, rank
 from topk_sae.model import SAEConfig, TopKSAE
-from topk_sae.train import TrainConfig, init_distributed, rank, train
-
+from topk_sae.train import TrainConfig, train
 
 def data() -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
