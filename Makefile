@@ -21,9 +21,11 @@ install:
 demo: install
 	$(OFFLINE) $(BIN)/topk-sae demo $(ARGS)
 
-# The nbdev checks CI makes: notebooks clean, library exported, README regenerated, then the tests.
+# The nbdev checks CI makes: notebooks clean, library exported, README regenerated; then ruff (ruff.toml: its
+# default rules and 120 columns) on the library and the tests. The tests follow in `test`.
 lint-nbs: install
 	VENV=$(VENV) bash tools/check_clean.sh
+	$(BIN)/ruff check topk_sae tests
 
 test: lint-nbs docs
 	$(TEST_ENV) $(BIN)/nbdev_test --n_workers 2
@@ -39,6 +41,7 @@ docs: install
 test-fast: install
 	$(TEST_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
 
+# nbdev_export, with `__all__` rewrapped to 120 columns (nbdev's first line can run to 130; see tools/wrap_all.py)
 export:
 	$(BIN)/nbdev_export && $(BIN)/python tools/wrap_all.py && $(BIN)/nbdev_clean && $(BIN)/python tools/make_readme.py
 

@@ -23,7 +23,8 @@ NOTEBOOKS = sorted(str(p.relative_to(NBS)) for p in NBS.rglob("*.ipynb")
 def site() -> Path:
     site = Path(os.environ.get("DOCS_SITE", ROOT / "_site"))
     if not (site / "pages.json").exists():
-        subprocess.run([sys.executable, str(ROOT / "tools" / "build_docs.py"), "--out", str(site)], check=True, cwd=ROOT)
+        build = [sys.executable, str(ROOT / "tools" / "build_docs.py"), "--out", str(site)]
+        subprocess.run(build, check=True, cwd=ROOT)
     return site
 
 
@@ -43,7 +44,7 @@ def test_the_sidebar_has_the_four_sections(site):
 
 
 def test_nbdev_yml_is_what_nbdev_writes():
-    "`nbdev_docs` rewrites nbs/nbdev.yml from settings.ini; the committed file must be that, or every build dirties git."
+    "`nbdev_docs` rewrites nbs/nbdev.yml from settings.ini; the committed file must be that, or builds dirty git."
     from nbdev.config import get_config
     from nbdev.quarto import _nbdev_yml
     cfg = get_config()
@@ -78,7 +79,8 @@ def test_local_links_resolve(site, pages):
             target, _, frag = ref.partition("#")
             dest = (site / page["file"]).parent / target if target else site / page["file"]
             if not dest.resolve().exists(): broken.append(f"{page['file']}: {ref}")
-            elif frag and dest.suffix == ".html" and frag not in parse(dest).ids: broken.append(f"{page['file']}: {ref} (no such id)")
+            elif frag and dest.suffix == ".html" and frag not in parse(dest).ids:
+                broken.append(f"{page['file']}: {ref} (no such id)")
     assert not broken, broken
 
 
@@ -88,7 +90,7 @@ def test_page_renders_offline(notebook, site, pages, tmp_path):
     dom, requests, console = render(site / page["file"], tmp_path)
     assert requests == [], f"{page['file']} requested {requests}"
     assert "Uncaught" not in console and "Failed to load" not in console, console
-    main = re.search(r'<main class="content">(.*)</main>', dom, re.S)
+    main = re.search(r'<main class="content">(.*)</main>', dom, re.DOTALL)
     assert main, f"{page['file']} has no content"
     text = re.sub(r"<[^>]+>", " ", main.group(1))
     assert page["title"].split()[0] in text and len(text.split()) > 100, f"{page['file']} is (nearly) blank"
@@ -104,7 +106,7 @@ def test_a_page_with_figures_draws_them(pages):
 
 
 def directives(src: str) -> set[str]:
-    return {m.group(1) for m in re.finditer(r"^#\|\s*([\w-]+)", src, re.M)}
+    return {m.group(1) for m in re.finditer(r"^#\|\s*([\w-]+)", src, re.MULTILINE)}
 
 
 def code_names(src: str) -> set[str]:
@@ -118,7 +120,7 @@ def module_notebooks() -> list[tuple[str, str]]:
     out = []
     for nb in sorted(NBS.glob("[0-9]*.ipynb")):
         src = "\n".join(c.source for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code")
-        if m := re.search(r"^#\|\s*default_exp\s+(\S+)", src, re.M): out.append((nb.stem, m.group(1)))
+        if m := re.search(r"^#\|\s*default_exp\s+(\S+)", src, re.MULTILINE): out.append((nb.stem, m.group(1)))
     return out
 
 
@@ -129,18 +131,20 @@ def test_exported_symbols_are_documented_with_a_lesson(stem, module):
     mod = importlib.import_module(f"topk_sae.{module}")
     nb = nbformat.read(NBS / f"{stem}.ipynb", as_version=4)
     prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-    exported = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and directives(c.source) & {"export", "exports"})
-    lessons = set().union(*(code_names(c.source) for c in nb.cells
-                            if c.cell_type == "code" and not directives(c.source) & {"export", "exports", "exporti", "hide", "default_exp"}))
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    exported = "\n".join(src for src in code if directives(src) & {"export", "exports"})
+    not_lessons = {"export", "exports", "exporti", "hide", "default_exp"}
+    lessons = set().union(*(code_names(src) for src in code if not directives(src) & not_lessons))
     undocumented, no_lesson = [], []
     for name in mod.__all__:
         obj = getattr(mod, name)
-        if getattr(obj, "__module__", mod.__name__) != mod.__name__ and (inspect.isfunction(obj) or inspect.isclass(obj)):
+        defined = inspect.isfunction(obj) or inspect.isclass(obj)
+        if defined and getattr(obj, "__module__", mod.__name__) != mod.__name__:
             continue  # re-exported: documented where it is defined
-        if inspect.isfunction(obj) or inspect.isclass(obj):
+        if defined:
             doc = obj.__dict__.get("__doc__") if inspect.isclass(obj) else obj.__doc__
             if not doc or doc.startswith(f"{name}("): undocumented.append(name)
-        elif f"`{name}`" not in prose and not re.search(rf"^{name}\b[^=\n]*=.*#", exported, re.M):
+        elif f"`{name}`" not in prose and not re.search(rf"^{name}\b[^=\n]*=.*#", exported, re.MULTILINE):
             undocumented.append(name)
         if name not in lessons: no_lesson.append(name)
     assert not undocumented + no_lesson, f"{stem}: no doc {undocumented}, no lesson cell {no_lesson}"

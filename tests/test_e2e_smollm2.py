@@ -51,26 +51,29 @@ def trained(smol, contexts):
     hook = "blocks.22.hook_resid_post"
     acts = harvest(smol, hook, contexts[0], batch_size=64, progress=False)
     held = harvest(smol, hook, contexts[1], batch_size=64, progress=False)
-    res = train(TopKSAE(SAEConfig(d_model=576, n_latents=1152, k=32, hook=hook)), acts, TrainConfig(n_tokens=2 * len(acts), batch_tokens=1024, progress=False))
+    sae = TopKSAE(SAEConfig(d_model=576, n_latents=1152, k=32, hook=hook))
+    res = train(sae, acts, TrainConfig(n_tokens=2 * len(acts), batch_tokens=1024, progress=False))
     return hook, acts, held, res
 
 
 def test_train_and_evaluate(smol, contexts, trained):
-    hook, acts, held, res = trained
+    _, acts, held, res = trained
     assert acts.shape == (len(contexts[0]) * 63, 576)
     assert acts.norm(dim=-1).median() < 1000, "position 0 (norm ~23k) must not be in the harvest"
     m = evaluate_acts(res.sae, held)
     assert m.l0 <= 32
     assert m.fvu < 0.6, f"held-out FVU {m.fvu:.3f}: a 1152-latent TopK SAE should explain most of the variance"
     # the tuned defaults' high peak learning rate leaves more rarely-firing latents on a run this short
-    # (about 40 steps: 13% never fire on these held-out tokens; the paper recipe left under 10%); see bench/tune_defaults.md
+    # (about 40 steps: 13% never fire on these held-out tokens; the paper recipe left under 10%);
+    # see bench/tune_defaults.md
     assert m.dead_fraction < 0.2, f"{m.dead_fraction:.1%} of latents never fire on held-out tokens"
     assert res.history.fvu.iloc[-1] < 0.7 * res.history.fvu.iloc[0]
 
 
 def test_full_evaluation(smol, contexts, trained):
-    hook, acts, held, res = trained
-    cfg = EvalConfig(downstream_contexts=8, ablation_positions=2, probe_contexts=63, explain_contexts=63, explain_latents=6, progress=False)
+    hook, _, held, res = trained
+    cfg = EvalConfig(downstream_contexts=8, ablation_positions=2, probe_contexts=63, explain_contexts=63,
+                     explain_latents=6, progress=False)
     report = evaluate(smol, res.sae, hook, contexts[1], cfg, acts=held)
     d = report.downstream
     assert 2.5 < d.ce_clean < 4.5 and d.delta_ce > 0 and d.kl > 0 and d.ce_clean < d.ce_spliced < d.ce_mean < d.ce_zero
@@ -81,8 +84,10 @@ def test_full_evaluation(smol, contexts, trained):
 
 def test_batched_ablation_equals_the_reference_on_smollm2(smol, contexts, trained):
     hook, _, _, res = trained
-    kw = dict(positions=[(2, 17)], n_channels=8, progress=False)
-    fast, ref = ablation_sparsity(smol, res.sae, hook, contexts[1], **kw), ablation_sparsity(smol, res.sae, hook, contexts[1], method="reference", **kw)
+    kw = {"positions": [(2, 17)], "n_channels": 8, "progress": False}
+    fast = ablation_sparsity(smol, res.sae, hook, contexts[1], **kw)
+    ref = ablation_sparsity(smol, res.sae, hook, contexts[1], method="reference", **kw)
     assert fast.method == "kv" and len(fast.per_ablation) == len(ref.per_ablation) > 0
-    torch.testing.assert_close(torch.tensor(fast.per_ablation.sparsity.values), torch.tensor(ref.per_ablation.sparsity.values), rtol=1e-3, atol=1e-5)
-    torch.testing.assert_close(torch.tensor(fast.channel.sparsity.values), torch.tensor(ref.channel.sparsity.values), rtol=1e-3, atol=1e-5)
+    for table in ("per_ablation", "channel"):
+        got, want = (torch.tensor(getattr(r, table).sparsity.values) for r in (fast, ref))
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-5)

@@ -10,7 +10,9 @@ from topk_sae.model import SAEConfig, TopKSAE
 
 
 def _sae(normalize: str, seed: int = 0) -> TopKSAE:
-    sae = TopKSAE(SAEConfig(d_model=24, n_latents=96, k=6, normalize=normalize, hook="blocks.3.hook_resid_post", model_name="gpt2"), seed=seed)
+    cfg = SAEConfig(d_model=24, n_latents=96, k=6, normalize=normalize, hook="blocks.3.hook_resid_post",
+                    model_name="gpt2")
+    sae = TopKSAE(cfg, seed=seed)
     with torch.no_grad():
         sae.b_dec.normal_(generator=torch.Generator().manual_seed(seed)); sae.b_enc.uniform_(-0.2, 0.2)
         sae.W_enc.add_(0.1 * torch.randn_like(sae.W_enc)); sae.norm_scale.fill_(2.5)

@@ -44,7 +44,8 @@ def test_a_local_gpt2_folder_harvests_trains_and_evaluates(gpt2_folder, tmp_path
     model = load_model(str(gpt2_folder))
     hook = "blocks.1.hook_resid_post"
     g = torch.Generator().manual_seed(0)
-    store = harvest_to_store(model, hook, torch.randint(0, 256, (96, 33), generator=g), tmp_path / "store", shard_tokens=1024, progress=False)
+    tokens = torch.randint(0, 256, (96, 33), generator=g)
+    store = harvest_to_store(model, hook, tokens, tmp_path / "store", shard_tokens=1024, progress=False)
     assert store.manifest.model == str(gpt2_folder)
     sae = TopKSAE(SAEConfig(d_model=32, n_latents=128, k=4, hook=hook, model_name=str(gpt2_folder)))
     res = train(sae, store.check(sae, model), TrainConfig.tiny(n_tokens=4096, batch_tokens=256, init_tokens=1024))

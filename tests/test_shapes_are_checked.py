@@ -9,6 +9,7 @@ from topk_sae.model import geometric_median
 
 def test_shape_annotations_are_enforced():
     with pytest.raises(TypeCheckError):
-        scatter_outer(torch.zeros(5, 3, dtype=torch.long), torch.randn(5, 4), torch.randn(5, 16), 10)  # k differs between idx and g
+        # k differs between idx and g
+        scatter_outer(torch.zeros(5, 3, dtype=torch.long), torch.randn(5, 4), torch.randn(5, 16), 10)
     with pytest.raises(TypeCheckError):
         geometric_median(torch.randn(16))  # one point given as a vector, not a (tok, d_model) batch

@@ -9,28 +9,39 @@ __all__ = ['library_twin', 'namedtuple_fields', 'DocRenderer']
 import importlib, inspect, re
 from typing import Any
 
-from nbdev.showdoc import BasicMarkdownRenderer
+# %% ../nbs/18_showdoc.ipynb #7e3d5a90
+class _NbdevMissing:
+    "Stands in for nbdev's renderer where nbdev is not installed: rendering says what to install."
+    def __init__(self, *args, **kwargs):
+        raise ImportError("topk_sae.showdoc renders the docs with nbdev, which is not installed: "
+                          "pip install 'nbdev>=2.4,<3' (or the project's dev requirements)")
+
+try: from nbdev.showdoc import BasicMarkdownRenderer
+except ImportError: BasicMarkdownRenderer = _NbdevMissing
 
 # %% ../nbs/18_showdoc.ipynb #98259162
 def library_twin(obj: Any) -> Any:
-    "The library's own object of the same name as `obj`. nbdev's docs build runs the exported cells in a kernel, where classes have no source file."
+    "The library's own object of the same name as `obj` (a docs build defines classes in a kernel, without source)."
     from topk_sae._modidx import d
     name = getattr(obj, "__qualname__", getattr(obj, "__name__", ""))
     for mod, syms in d["syms"].items():
         if f"{mod}.{name}" in syms: return getattr(importlib.import_module(mod), name, obj)
     return obj
 
+# %% ../nbs/18_showdoc.ipynb #1e6b0d93
 def namedtuple_fields(cls: type) -> str | None:
-    "The field lines of a `NamedTuple` class's source (annotation and comment each), as a class header; None for other objects."
+    "The field lines of a `NamedTuple` class's source (annotation and comment each) under its header; None otherwise."
     if not (isinstance(cls, type) and issubclass(cls, tuple) and hasattr(cls, "_fields")): return None
     try: lines = inspect.getsource(library_twin(cls)).splitlines()
     except (OSError, TypeError): return None
-    fields = [l for l in lines[1:] if re.match(rf"\s+({'|'.join(map(re.escape, cls._fields))})\s*:", l)] if cls._fields else []
+    field = re.compile(rf"\s+({'|'.join(map(re.escape, cls._fields))})\s*:")
+    fields = [line for line in lines[1:] if field.match(line)] if cls._fields else []
     return "\n".join([lines[0], *fields]) if fields else None
 
+# %% ../nbs/18_showdoc.ipynb #2b9c6e84
 class DocRenderer(BasicMarkdownRenderer):
     "nbdev's markdown renderer, showing a `NamedTuple` by its fields rather than `tuple`'s `(*args, **kwargs)`."
     def _repr_markdown_(self) -> str:
         md = super()._repr_markdown_()
         if (fields := namedtuple_fields(self.sym)) is None: return md
-        return re.sub(r"```python\n.*?\n```", lambda _: f"```python\n{fields}\n```", md, count=1, flags=re.S)
+        return re.sub(r"```python\n.*?\n```", lambda _: f"```python\n{fields}\n```", md, count=1, flags=re.DOTALL)
