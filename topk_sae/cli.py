@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['DEMO_FLAGS', 'field_comments', 'add_config_options', 'demo_command', 'sweep_command', 'main']
 
-# %% ../nbs/15a_cli.ipynb #ac2b7912
+# %% ../nbs/15a_cli.ipynb #06626a5c
 import argparse
 import ast
 import inspect
@@ -21,7 +21,7 @@ from .demo import DemoConfig, run_demo, summary_table
 from .laws import fit_laws, laws_table
 from .studies import STUDIES, run_study
 
-# %% ../nbs/15a_cli.ipynb #c5675549
+# %% ../nbs/15a_cli.ipynb #3c892bb2
 def field_comments(cls: type) -> dict[str, str]:
     "The `# comment` on the line of each field of the dataclass `cls`, read from its source."
     try: src = textwrap.dedent(inspect.getsource(cls))
@@ -32,7 +32,7 @@ def field_comments(cls: type) -> dict[str, str]:
     return {n.target.id: comments[n.end_lineno] for n in body
             if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name) and n.end_lineno in comments}
 
-# %% ../nbs/15a_cli.ipynb #70dc6fff
+# %% ../nbs/15a_cli.ipynb #a6885904
 DEMO_FLAGS = {"train_tokens": "--tokens", "progress": "--quiet", "evaluation": "--no-eval"}  # flag names that differ
 
 def _value_type(hint: Any) -> Any:
@@ -51,7 +51,7 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type, flags: dict[s
         elif kind in (int, float, str): parser.add_argument(flags.get(f.name, f"--{dash}"), type=kind, **kw)
         else: parser.add_argument(flags.get(f.name, f"--no-{dash}"), action="store_const", const=None, **kw)
 
-# %% ../nbs/15a_cli.ipynb #2ce33f5b
+# %% ../nbs/15a_cli.ipynb #4ad8419c
 def _demo_parser(sub: Any) -> None:
     p = sub.add_parser("demo", help="train and evaluate a TopK SAE on the embedded default (or another model)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -64,7 +64,7 @@ def demo_command(**settings) -> int:
     print(f"\nrun folder: {result.out}/ (report.html, metrics.json, history.csv, sae.safetensors, cfg.json)")
     return 0
 
-# %% ../nbs/15a_cli.ipynb #4434a70e
+# %% ../nbs/15a_cli.ipynb #2a3531ae
 def _sweep_parser(sub: Any) -> None:
     p = sub.add_parser("sweep", help="run a named study (a grid of SAEs, see topk_sae.studies.STUDIES); "
                        "finished runs are skipped")
@@ -85,7 +85,7 @@ def sweep_command(study: str, out: str | None = None, only: list[str] | None = N
     print(f"\nresults: {out}/results.csv")
     return 0
 
-# %% ../nbs/15a_cli.ipynb #6472286d
+# %% ../nbs/15a_cli.ipynb #6ed6d9df
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `topk-sae` command."
     parser = argparse.ArgumentParser(prog="topk-sae",

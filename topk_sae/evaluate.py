@@ -13,6 +13,7 @@ import functools
 import json
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, NamedTuple
 
@@ -222,7 +223,7 @@ def _check_counts(cfg: Any) -> None:
 @dataclass(frozen=True)
 class ProgressiveEval:
     "Settings of progressive recovery."
-    ks: tuple[int, ...] | None = None  # test-time k'; None means k/4 .. 4k
+    ks: Sequence[int] | None = None  # test-time k' (kept as a tuple); None means k/4 .. 4k
 
     def __post_init__(self):
         if self.ks is not None: object.__setattr__(self, "ks", tuple(self.ks))
@@ -313,7 +314,7 @@ def _accepts_flat_fields(cls: type) -> type:
 @dataclass(frozen=True)
 class EvalConfig:
     "What `evaluate` measures and on how much data."
-    parts: tuple[str, ...] = PARTS  # which metrics to compute (names in METRICS)
+    parts: Sequence[str] = PARTS  # which metrics to compute (names in METRICS; kept as a tuple)
     progressive: ProgressiveEval = field(default_factory=ProgressiveEval)  # test-time k'
     shrinkage: ShrinkageEval = field(default_factory=ShrinkageEval)  # tokens refit by NNLS
     downstream: DownstreamEval = field(default_factory=DownstreamEval)  # downstream loss sample
