@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['DEMO_FLAGS', 'field_comments', 'add_config_options', 'demo_command', 'sweep_command', 'main']
 
-# %% ../nbs/15a_cli.ipynb #06626a5c
+# %% ../nbs/15a_cli.ipynb #af19a61b
 import argparse
 import ast
 import inspect
@@ -21,7 +21,7 @@ from .demo import DemoConfig, run_demo, summary_table
 from .laws import fit_laws, laws_table
 from .studies import STUDIES, run_study
 
-# %% ../nbs/15a_cli.ipynb #3c892bb2
+# %% ../nbs/15a_cli.ipynb #19734bcf
 def field_comments(cls: type) -> dict[str, str]:
     "The `# comment` on the line of each field of the dataclass `cls`, read from its source."
     try: src = textwrap.dedent(inspect.getsource(cls))
@@ -32,7 +32,7 @@ def field_comments(cls: type) -> dict[str, str]:
     return {n.target.id: comments[n.end_lineno] for n in body
             if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name) and n.end_lineno in comments}
 
-# %% ../nbs/15a_cli.ipynb #a6885904
+# %% ../nbs/15a_cli.ipynb #10e2b9d3
 DEMO_FLAGS = {"train_tokens": "--tokens", "progress": "--quiet", "evaluation": "--no-eval"}  # flag names that differ
 
 def _value_type(hint: Any) -> Any:
@@ -45,16 +45,17 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type, flags: dict[s
     helps, hints, defaults, flags = field_comments(cls), get_type_hints(cls), cls(), flags or {}
     for f in fields(cls):
         default, kind, dash = getattr(defaults, f.name), _value_type(hints[f.name]), f.name.replace("_", "-")
-        kw = {"dest": f.name, "default": default, "help": helps.get(f.name, "").replace("%", "%%")}
-        if kind is bool and not default: parser.add_argument(flags.get(f.name, f"--{dash}"), action="store_true", **kw)
-        elif kind is bool: parser.add_argument(flags.get(f.name, f"--no-{dash}"), action="store_false", **kw)
-        elif kind in (int, float, str): parser.add_argument(flags.get(f.name, f"--{dash}"), type=kind, **kw)
-        else: parser.add_argument(flags.get(f.name, f"--no-{dash}"), action="store_const", const=None, **kw)
+        on, off, doc = flags.get(f.name, f"--{dash}"), flags.get(f.name, f"--no-{dash}"), helps.get(f.name, "")
+        kw = {"dest": f.name, "default": default}
+        doc = doc.replace("%", "%%")  # argparse formats help strings with %
+        if kind is bool and not default: parser.add_argument(on, action="store_true", help=doc, **kw)
+        elif kind is bool: parser.add_argument(off, action="store_false", help=f"turn off: {doc}", **kw)
+        elif kind in (int, float, str): parser.add_argument(on, type=kind, help=f"{doc} (default: %(default)s)", **kw)
+        else: parser.add_argument(off, action="store_const", const=None, help=f"set to None: {doc}", **kw)
 
-# %% ../nbs/15a_cli.ipynb #4ad8419c
+# %% ../nbs/15a_cli.ipynb #7f1adf07
 def _demo_parser(sub: Any) -> None:
-    p = sub.add_parser("demo", help="train and evaluate a TopK SAE on the embedded default (or another model)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser("demo", help="train and evaluate a TopK SAE on the embedded default (or another model)")
     add_config_options(p, DemoConfig, DEMO_FLAGS)
 
 def demo_command(**settings) -> int:
@@ -64,7 +65,7 @@ def demo_command(**settings) -> int:
     print(f"\nrun folder: {result.out}/ (report.html, metrics.json, history.csv, sae.safetensors, cfg.json)")
     return 0
 
-# %% ../nbs/15a_cli.ipynb #2a3531ae
+# %% ../nbs/15a_cli.ipynb #16aae828
 def _sweep_parser(sub: Any) -> None:
     p = sub.add_parser("sweep", help="run a named study (a grid of SAEs, see topk_sae.studies.STUDIES); "
                        "finished runs are skipped")
@@ -85,7 +86,7 @@ def sweep_command(study: str, out: str | None = None, only: list[str] | None = N
     print(f"\nresults: {out}/results.csv")
     return 0
 
-# %% ../nbs/15a_cli.ipynb #6ed6d9df
+# %% ../nbs/15a_cli.ipynb #169aefaf
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `topk-sae` command."
     parser = argparse.ArgumentParser(prog="topk-sae",
