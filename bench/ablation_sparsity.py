@@ -5,7 +5,7 @@ the table gives the median wall time of each and the ratio, and checks that they
 
     .venv/bin/python bench/ablation_sparsity.py [--positions 4] [--repeats 3] [--threads 2] [--sae runs/demo]
 
-Writes the table to bench/ablation_sparsity.md as well as printing it.
+Writes the table to bench/notes/ablation_sparsity.md as well as printing it.
 """
 import argparse, os, statistics, sys, time
 from pathlib import Path
@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sae", default="runs/demo")
-    ap.add_argument("--out", default=str(Path(__file__).with_name("ablation_sparsity.md")))
+    ap.add_argument("--out", default=str(Path(__file__).parent / "notes" / "ablation_sparsity.md"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model()

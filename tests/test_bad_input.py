@@ -18,7 +18,6 @@ from topk_sae.cli import DemoConfig
 from topk_sae.data import Document, make_contexts, split_documents
 from topk_sae.model import SAEConfig, TopKSAE
 
-
 def test_d_model_mismatch_names_the_hook():
     sae = TopKSAE(SAEConfig.tiny(hook="blocks.3.hook_resid_post"))
     with pytest.raises(ValueError, match=r"width 12 but this SAE reads d_model=16 \(from blocks.3.hook_resid_post\)"):

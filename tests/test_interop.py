@@ -4,10 +4,15 @@ outputs compared with ours."""
 import pytest
 import torch
 
-from topk_sae.interop import (load_openai_sae, load_saelens, load_sparsify, save_saelens, save_sparsify,
-                              to_openai_state_dict)
+from topk_sae.interop import (
+    load_openai_sae,
+    load_saelens,
+    load_sparsify,
+    save_saelens,
+    save_sparsify,
+    to_openai_state_dict,
+)
 from topk_sae.model import SAEConfig, TopKSAE
-
 
 def _sae(normalize: str, seed: int = 0) -> TopKSAE:
     cfg = SAEConfig(d_model=24, n_latents=96, k=6, normalize=normalize, hook="blocks.3.hook_resid_post",

@@ -6,7 +6,6 @@ import torch
 from topk_sae.activations import harvest, run_to_hook
 from topk_sae.lm import byte_tokenizer, load_model, model_name
 
-
 @pytest.fixture(scope="module")
 def gpt2_folder(tmp_path_factory):
     from transformers import GPT2Config, GPT2LMHeadModel

@@ -43,7 +43,7 @@ def sae_and_batch(draw):
 
 
 def reference_latents(sae: TopKSAE, x: torch.Tensor) -> torch.Tensor:
-    "SPEC 1.2 written out: h = (x_n - b_dec) W_enc + b_enc; keep the k largest; ReLU; zero the rest."
+    "The TopK encoder (arXiv:2406.04093 §2.3) written out: h = (x_n - b_dec) W_enc + b_enc; keep the k largest; ReLU."
     x_n, _ = sae.normalize(x)
     h = (x_n - sae.b_dec) @ sae.W_enc + sae.b_enc
     kept = h.topk(sae.cfg.k, dim=-1).indices

@@ -6,7 +6,6 @@ from jaxtyping import TypeCheckError
 from topk_sae.kernels import scatter_outer
 from topk_sae.model import geometric_median
 
-
 def test_shape_annotations_are_enforced():
     with pytest.raises(TypeCheckError):
         # k differs between idx and g

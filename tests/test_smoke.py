@@ -3,7 +3,11 @@
 A clean process catches exported code that leans on a helper defined only in a notebook, which
 nbdev_test cannot see. nbdev, fastcore and execnb are blocked, because the library must run without them.
 """
-import json, os, subprocess, sys, textwrap
+import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 BLOCK_DEV_TOOLS = """

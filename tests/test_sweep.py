@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from topk_sae.laws import PAPER_JOINT, fit_joint, fit_power_law, joint_law
+from topk_sae.losses import LossInputs
 from topk_sae.model import SAEConfig, TopKSAE
 from topk_sae.relu import ReLUSAE, ReLUSAEConfig
 from topk_sae.studies import STUDIES
 from topk_sae.sweep import RunSpec, tokens_to_convergence
-from topk_sae.train import DeadLatents, TrainConfig, fold_decoder_norm_, resolve, train
+from topk_sae.train import TrainConfig, fold_decoder_norm_, resolve, train
 
 def test_relu_loss_and_gradients_equal_the_formula():
     torch.manual_seed(0)
@@ -21,7 +22,7 @@ def test_relu_loss_and_gradients_equal_the_formula():
     x = torch.randn(50, 12) * 2 + 1
     x_n, _ = sae.normalize(x)
     var0 = 0.7
-    out = sae.training_losses(x_n, var0, DeadLatents(40), TrainConfig.tiny(), resolve(TrainConfig.tiny(), sae))
+    out = sae.training_loss(x_n, LossInputs(var0))
     got = torch.autograd.grad(out.loss, [sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec])
     params = (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec)
     W_enc, b_enc, W_dec, b_dec = (p.detach().clone().requires_grad_() for p in params)

@@ -7,9 +7,18 @@ __all__ = ['get_device', 'seed_everything', 'patch', 'cache_dir', 'atomic_path',
            'file_sha256', 'dataclass_from_dict', 'progress', 'check_finite', 'close_matches']
 
 # %% ../nbs/00_core.ipynb #6518985a
-import contextlib, dataclasses, difflib, hashlib, inspect, json, os, random, shutil, uuid
-from pathlib import Path
+import contextlib
+import dataclasses
+import difflib
+import hashlib
+import inspect
+import json
+import os
+import random
+import shutil
+import uuid
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -8,7 +8,11 @@ __all__ = ['EMBEDDED_MODEL', 'SMOLLM2_HUB_NAME', 'SMOLLM2_WHEEL', 'SMOLLM2_GGUF'
            'byte_tokenizer', 'tiny_model', 'default_layer', 'resid_hook', 'hook_layer', 'check_hook']
 
 # %% ../nbs/02_lm.ipynb #cc1661ee
-import contextlib, importlib.util, math, re, warnings
+import contextlib
+import importlib.util
+import math
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 

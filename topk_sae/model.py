@@ -132,7 +132,7 @@ class TopKSAE(SparseAutoencoder):
     "TopK SAE: `z = ReLU(TopK((x_n - b_dec) W_enc + b_enc))`, `x_n_hat = z W_dec + b_dec`, on normalized `x_n`."
     FORMAT = "topk_sae.TopKSAE/1"
     Config = SAEConfig
-    TUNED_LR_SCALE = 16.0  # the tuned defaults' peak lr, in units of the paper's rule (bench/tune_defaults.md)
+    TUNED_LR_SCALE = 16.0  # the tuned defaults' peak lr, in units of the paper's rule (bench/notes/tune_defaults.md)
 
 # %% ../nbs/01_model.ipynb #da5e23c2
 @patch

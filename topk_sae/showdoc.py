@@ -6,7 +6,9 @@
 __all__ = ['library_twin', 'namedtuple_fields', 'DocRenderer']
 
 # %% ../nbs/18_showdoc.ipynb #204aa591
-import importlib, inspect, re
+import importlib
+import inspect
+import re
 from typing import Any
 
 # %% ../nbs/18_showdoc.ipynb #7e3d5a90
@@ -16,8 +18,10 @@ class _NbdevMissing:
         raise ImportError("topk_sae.showdoc renders the docs with nbdev, which is not installed: "
                           "pip install 'nbdev>=2.4,<3' (or the project's dev requirements)")
 
-try: from nbdev.showdoc import BasicMarkdownRenderer
-except ImportError: BasicMarkdownRenderer = _NbdevMissing
+try:
+    from nbdev.showdoc import BasicMarkdownRenderer
+except ImportError:
+    BasicMarkdownRenderer = _NbdevMissing
 
 # %% ../nbs/18_showdoc.ipynb #98259162
 def library_twin(obj: Any) -> Any:

@@ -46,12 +46,12 @@ def default_k_aux(d_model: int) -> int:
     return 2 ** round(math.log2(d_model / 2))
 
 # %% ../nbs/05_train.ipynb #e6ff618e
-TUNED_LR_SCALE = TopKSAE.TUNED_LR_SCALE  # TopK's tuned peak lr in units of the paper's rule (bench/tune_defaults.md)
+TUNED_LR_SCALE = TopKSAE.TUNED_LR_SCALE  # TopK's tuned peak lr in units of the paper's rule (bench/notes/tune_defaults.md)
 TUNED_AUX_COEF = 0.25  # AuxK weight of the tuned defaults (the paper's is 1/32)
 TUNED_BETA1 = 0.7  # Adam's beta1 in the tuned defaults (the paper's is 0.9): a shorter momentum horizon for short runs
 TUNED_K_AUX_PER_K = 4  # AuxK latents of the tuned defaults, per latent of the code (at most the paper's d_model / 2)
 TUNED_DEAD_GAPS = 64  # tuned dead window, in expected gaps between a latent's firings (n_latents / k tokens)
-TUNED_LONG_RUN_STEPS = 1000  # past this many steps the tuned peak lr falls as 1 / sqrt(steps) (bench/tune_defaults.md)
+TUNED_LONG_RUN_STEPS = 1000  # past this many steps the tuned peak lr falls as 1 / sqrt(steps) (bench/notes/tune_defaults.md)
 Defaults = Literal["tuned", "paper"]  # the two sets of defaults a TrainConfig can start from
 
 # %% ../nbs/05_train.ipynb #7b9d27e8
@@ -155,7 +155,7 @@ def paper_recipe(cfg: TrainConfig, sae: SparseAutoencoder) -> dict:
             "aux_coef": 1 / 32, "dead_tokens": 10_000_000, "ema_decay": 0.999, "betas": (0.9, 0.999)}
 
 def tuned_recipe(cfg: TrainConfig, sae: SparseAutoencoder) -> dict:
-    "The tuned settings: the paper's scaled to the budget (see above and `bench/tune_defaults.md`)."
+    "The tuned settings: the paper's scaled to the budget (see above and `bench/notes/tune_defaults.md`)."
     n, k = sae.cfg.n_latents, sae.cfg.k
     return {"lr": default_lr(n) * tuned_lr_scale(sae.TUNED_LR_SCALE, cfg.steps), "schedule": "warmup_decay",
             "k_aux": min(default_k_aux(sae.cfg.d_model), TUNED_K_AUX_PER_K * k), "aux_coef": TUNED_AUX_COEF,
