@@ -24,7 +24,7 @@ from .evaluate import EvalConfig, EvalReport, evaluate
 from .inspect import LatentIndex, latent_data
 from .lm import EMBEDDED_MODEL, check_hook, default_layer, load_model, model_name, resid_hook
 from .metrics import ActMetrics, evaluate_acts
-from .model import SAEConfig, TopKSAE
+from .model import SAEConfig, SparseAutoencoder, TopKSAE
 from .report import plot_density, plot_history, write_report
 from .train import TrainConfig, TrainResult, train
 from .widgets import dashboard_blocks
@@ -118,13 +118,13 @@ def _metrics(cfg: DemoConfig, model: Any, data: RunData, res: TrainResult,
 # %% ../nbs/15_demo.ipynb #0903a21d
 class DemoResult(NamedTuple):
     "What `run_demo` produced."
-    sae: TopKSAE  # the EMA SAE that was evaluated and saved
+    sae: SparseAutoencoder  # the EMA SAE that was evaluated and saved
     trained: TrainResult  # the training result (raw weights, history, recipe)
     metrics: dict  # what metrics.json holds
     out: Path  # the run folder
 
 # %% ../nbs/15_demo.ipynb #57eda131
-def latent_cards(model: Any, sae: TopKSAE, data: RunData, n: int, seed: int = 0) -> list:
+def latent_cards(model: Any, sae: SparseAutoencoder, data: RunData, n: int, seed: int = 0) -> list:
     "Inspector cards for a random sample of `n` latents active on the held-out tokens, most frequent first."
     if n <= 0: return []
     index = LatentIndex(sae, data.heldout_contexts, data.heldout, model.tokenizer, model, data.hook)
@@ -149,7 +149,7 @@ def summary_table(metrics: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["metric", "value"]).set_index("metric").rename_axis(None)
 
 # %% ../nbs/15_demo.ipynb #01d2bafa
-def write_run(out: Path, sae: TopKSAE, res: TrainResult, metrics: dict, density: torch.Tensor,
+def write_run(out: Path, sae: SparseAutoencoder, res: TrainResult, metrics: dict, density: torch.Tensor,
               report: EvalReport | None = None, cards: list | None = None) -> None:
     "Write the run folder: the SAE, its history, its metrics and the HTML report."
     out.mkdir(parents=True, exist_ok=True)

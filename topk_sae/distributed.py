@@ -53,14 +53,25 @@ def min_over_processes_(t: Int[Tensor, "..."]) -> Int[Tensor, "..."]:
     return t
 
 # %% ../nbs/00a_distributed.ipynb #c5ef5099
-def average_gradients_(module: torch.nn.Module) -> None:
-    "All-reduce the gradients of `module` to their mean over processes, in one flat buffer; nothing outside a group."
+def _dense_view(g: Tensor) -> Tensor | None:
+    "`g` or its transpose when one of them is contiguous (a column-major matrix), else None."
+    if g.is_contiguous(): return g
+    return g.t() if g.dim() == 2 and g.t().is_contiguous() else None
+
+def average_gradients_(module: torch.nn.Module, small: int = 1 << 20) -> None:
+    "All-reduce the gradients of `module` to their mean over processes, in place; the small ones in one buffer."
     if not distributed(): return
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    torch.distributed.all_reduce(flat)
-    flat /= world_size()
-    for g, chunk in zip(grads, flat.split([g.numel() for g in grads])): g.copy_(chunk.view_as(g))
+    grads, world = [p.grad for p in module.parameters() if p.grad is not None], world_size()
+    bucket = [g for g in grads if g.numel() < small or _dense_view(g) is None]
+    for g in grads:
+        if not any(g is b for b in bucket):
+            torch.distributed.all_reduce(_dense_view(g))  # in the gradient's own memory
+            g /= world
+    if bucket:
+        flat = torch.cat([g.reshape(-1) for g in bucket])
+        torch.distributed.all_reduce(flat)
+        flat /= world
+        for g, chunk in zip(bucket, flat.split([g.numel() for g in bucket])): g.copy_(chunk.view_as(g))
 
 @torch.no_grad()
 def mean_over_processes(values: Float[Tensor, " n"]) -> Float[Tensor, " n"]:

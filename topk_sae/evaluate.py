@@ -29,7 +29,7 @@ from .downstream import DownstreamLoss, downstream_loss
 from .explain import Explainability, explainability
 from .lm import check_hook
 from .metrics import ActMetrics, Shrinkage, density_summary, evaluate_acts, progressive_recovery, shrinkage
-from .model import TopKSAE
+from .model import SparseAutoencoder
 from .probes import ProbeLoss, probe_loss
 from .report import plot_density
 
@@ -45,7 +45,7 @@ class Row(NamedTuple):
 class EvalInputs(NamedTuple):
     "What every part of `evaluate` reads."
     model: Any  # the language model
-    sae: TopKSAE  # the SAE under evaluation
+    sae: SparseAutoencoder  # the SAE under evaluation
     hook: str  # where the SAE reads the model
     tokens: Int[Tensor, "batch pos"]  # held-out contexts
     acts: Float[Tensor, "tok d_model"]  # their activations at positions 1 onward, context by context
@@ -386,8 +386,8 @@ class EvalReport:
     def _repr_html_(self) -> str: return self.table()._repr_html_()
 
 # %% ../nbs/12_evaluate.ipynb #9b80ea72
-def evaluate(model: Any, sae: TopKSAE, hook: str, tokens: Int[Tensor, "batch pos"], cfg: EvalConfig = EvalConfig(),
-             acts: Float[Tensor, "tok d_model"] | None = None) -> EvalReport:
+def evaluate(model: Any, sae: SparseAutoencoder, hook: str, tokens: Int[Tensor, "batch pos"],
+             cfg: EvalConfig = EvalConfig(), acts: Float[Tensor, "tok d_model"] | None = None) -> EvalReport:
     "All of the paper's metrics for `sae` at `hook` on held-out `tokens`, as one `EvalReport`."
     check_hook(model, hook)
     n, per = tokens.shape[0], tokens.shape[1] - 1

@@ -28,7 +28,7 @@ from .core import progress as progress_bar
 from .evaluate import AblationEval, DownstreamEval, EvalConfig, ProbeEval, evaluate
 from .lm import model_name
 from .metrics import progressive_recovery, scan, shrinkage
-from .model import SAEConfig, TopKSAE, load_sae
+from .model import SAEConfig, SparseAutoencoder, TopKSAE, load_sae
 from .relu import ReLUSAE, ReLUSAEConfig
 from .train import Defaults, TrainConfig, as_source, train
 
@@ -75,7 +75,7 @@ class RunSpec:
         parts = [self.arch, f"n{self.n_latents}", sparsity, f"t{self.n_tokens}"] + [f for f, on in switches if on]
         return "-".join(parts)
 
-    def make_sae(self, d_model: int, hook: str | None = None, model_name: str | None = None) -> TopKSAE:
+    def make_sae(self, d_model: int, hook: str | None = None, model_name: str | None = None) -> SparseAutoencoder:
         "The untrained SAE of this spec."
         kw = {"d_model": d_model, "n_latents": self.n_latents, "hook": hook, "model_name": model_name}
         if self.arch == "relu": return ReLUSAE(ReLUSAEConfig(**kw, l1_coef=self.l1_coef), seed=self.seed)
@@ -138,7 +138,7 @@ SWEEP_EVAL = EvalConfig(parts=("downstream", "ablation", "probes"), downstream=D
 FULL_EVAL_REPORT_KEYS = ("delta_ce", "ce_recovered", "ablation_sparsity", "ablation_channels", "probe_loss",
                      "probe_baseline")  # the keys of evaluate's report a full_eval run adds to its row
 
-def evaluate_run(spec: RunSpec, sae: TopKSAE, history: pd.DataFrame, data: SweepData,
+def evaluate_run(spec: RunSpec, sae: SparseAutoencoder, history: pd.DataFrame, data: SweepData,
                  eval_cfg: EvalConfig = SWEEP_EVAL) -> dict:
     "The metrics of one trained SAE: held-out activation metrics always, model-level ones when `spec.full_eval`."
     s = scan(sae, data.heldout)

@@ -7,13 +7,12 @@ __all__ = ['init_distributed', 'TUNED_LR_SCALE', 'TUNED_AUX_COEF', 'TUNED_BETA1'
            'TUNED_DEAD_GAPS', 'TUNED_LONG_RUN_STEPS', 'Defaults', 'default_lr', 'default_k_aux', 'TrainConfig',
            'Recipe', 'short_run_boost', 'long_run_cut', 'tuned_lr_scale', 'tuned_dead_tokens', 'paper_recipe',
            'tuned_recipe', 'resolve', 'lr_at', 'loss_normalizer', 'DeadLatents', 'project_decoder_grad_', 'EMA',
-           'fold_decoder_norm_', 'ema_sae', 'untie_encoder_', 'kernel_impl', 'autocast_for', 'Adam', 'make_optimizer',
-           'TrainState', 'save_checkpoint', 'find_checkpoint', 'load_checkpoint', 'TrainResult', 'as_source',
-           'check_source', 'log_row', 'checkpoint_due', 'train']
+           'fold_decoder_norm_', 'ema_weights', 'ema_sae', 'untie_encoder_', 'kernel_impl', 'has_bf16', 'autocast_for',
+           'Adam', 'make_optimizer', 'TrainState', 'save_checkpoint', 'find_checkpoint', 'load_checkpoint',
+           'TrainResult', 'as_source', 'check_source', 'log_row', 'checkpoint_due', 'FiniteWatch', 'to_device', 'train']
 
 # %% ../nbs/05_train.ipynb #1c2b39a2
 import contextlib
-import copy
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -30,7 +29,7 @@ from . import distributed as dist
 from .activations import ActivationSource, TensorSource
 from .core import atomic_path, check_finite, dataclass_from_dict, load_json, patch, save_json
 from .core import progress as progress_bar
-from .kernels import WORKSPACE, Impl, release_grads_
+from .kernels import WORKSPACE, Impl, kernel_path, release_grads_
 from .losses import LossInputs, StepOut
 from .model import SparseAutoencoder, TopKOut, TopKSAE, unit_norm_decoder_, unit_rows
 
@@ -46,12 +45,12 @@ def default_k_aux(d_model: int) -> int:
     return 2 ** round(math.log2(d_model / 2))
 
 # %% ../nbs/05_train.ipynb #e6ff618e
-TUNED_LR_SCALE = TopKSAE.TUNED_LR_SCALE  # TopK's tuned peak lr in units of the paper's rule (bench/notes/tune_defaults.md)
+TUNED_LR_SCALE = TopKSAE.TUNED_LR_SCALE  # TopK's tuned peak lr, in units of the paper's rule
 TUNED_AUX_COEF = 0.25  # AuxK weight of the tuned defaults (the paper's is 1/32)
 TUNED_BETA1 = 0.7  # Adam's beta1 in the tuned defaults (the paper's is 0.9): a shorter momentum horizon for short runs
 TUNED_K_AUX_PER_K = 4  # AuxK latents of the tuned defaults, per latent of the code (at most the paper's d_model / 2)
 TUNED_DEAD_GAPS = 64  # tuned dead window, in expected gaps between a latent's firings (n_latents / k tokens)
-TUNED_LONG_RUN_STEPS = 1000  # past this many steps the tuned peak lr falls as 1 / sqrt(steps) (bench/notes/tune_defaults.md)
+TUNED_LONG_RUN_STEPS = 1000  # past this many steps the tuned peak lr falls as 1 / sqrt(steps)
 Defaults = Literal["tuned", "paper"]  # the two sets of defaults a TrainConfig can start from
 
 # %% ../nbs/05_train.ipynb #7b9d27e8
@@ -241,18 +240,39 @@ class EMA:
 
 # %% ../nbs/05_train.ipynb #d3c0aa16
 @torch.no_grad()
-def fold_decoder_norm_(sae: TopKSAE) -> TopKSAE:
+def fold_decoder_norm_(sae: SparseAutoencoder) -> SparseAutoencoder:
     "Rescale decoder rows to unit norm, scaling each latent's encoder column and bias to compensate."
     norms = sae.W_dec.norm(dim=1).clamp_min(1e-12)
     sae.W_dec.div_(norms[:, None]); sae.W_enc.mul_(norms); sae.b_enc.mul_(norms)
     return sae
 
 @torch.no_grad()
-def ema_sae(sae: TopKSAE, ema: EMA) -> TopKSAE:
-    "A copy of `sae` holding the EMA weights, with unit-norm decoder rows."
-    out = copy.deepcopy(sae)
-    for k, v in ema.averaged().items(): out.get_parameter(k).copy_(v)
-    return fold_decoder_norm_(out)
+def ema_weights(sae: SparseAutoencoder, ema: EMA, device: torch.device | str | None = None,
+                consume: bool = False) -> dict[str, Tensor]:
+    """The EMA's bias-corrected averages with each decoder row's norm folded into its latent, one tensor at a time:
+    copies on `device` (the EMA's own by default), or, with `consume`, the EMA's tensors themselves (no copy)."""
+    c = 1 - ema.decay ** max(ema.t, 1)
+    W_dec = ema.shadow["W_dec"]  # row norms of W_dec / c, a block of rows at a time: no (n, d) temporary
+    norms = torch.cat([(rows / c).norm(dim=1) for rows in W_dec.split(1 << 16)]).clamp_min(1e-12)
+    out = {}
+    for name, v in ema.shadow.items():
+        t = v if consume else v.to(device or v.device, copy=True)
+        t.div_(c)
+        if name == "W_dec": t.div_(norms.to(t.device)[:, None])
+        elif name in ("W_enc", "b_enc"): t.mul_(norms.to(t.device))
+        out[name] = t
+    if consume: ema.shadow = {}
+    return out | {k: b.to(device or b.device, copy=True) for k, b in sae.named_buffers()}
+
+def _with_weights(sae: SparseAutoencoder, weights: dict[str, Tensor]) -> SparseAutoencoder:
+    "An SAE like `sae` whose tensors are `weights` themselves (built on `meta`: nothing is allocated or copied)."
+    out = type(sae)(sae.cfg, device="meta")
+    out.load_state_dict(weights, assign=True)
+    return out
+
+def ema_sae(sae: SparseAutoencoder, ema: EMA) -> SparseAutoencoder:
+    "A copy of `sae` holding the EMA weights, with unit-norm decoder rows (one extra copy of the weights)."
+    return _with_weights(sae, ema_weights(sae, ema))
 
 # %% ../nbs/05_train.ipynb #af55c459
 @torch.no_grad()
@@ -267,9 +287,17 @@ def kernel_impl(cfg: TrainConfig) -> Impl:
     return "dense" if cfg.kernels == "dense" else "sparse"
 
 # %% ../nbs/05_train.ipynb #9338d857
+def has_bf16(device: torch.device) -> bool:
+    "Whether `device` computes in bf16: the CPU, and GPUs of compute capability 8.0 on (not the T4 or the V100)."
+    if device.type == "cuda": return torch.cuda.get_device_capability(device) >= (8, 0)
+    return device.type == "cpu"
+
 def autocast_for(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    "bf16 autocast for the forward pass when the config asks for it ('auto': on CUDA only); otherwise nothing."
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    "bf16 autocast for the forward pass when the config asks ('auto': on CUDA with bf16 units only); else nothing."
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda" and has_bf16(device))
+    if bf16 and not has_bf16(device):
+        raise ValueError(f"precision='bf16' on {device}, which has no bf16 units (compute capability below 8.0): "
+                         "use precision='fp32' (or 'auto', which picks fp32 there)")
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 # %% ../nbs/05_train.ipynb #ec27c150
@@ -356,8 +384,15 @@ class TrainState:
         return out
 
     def averaged(self) -> SparseAutoencoder:
-        "The EMA weights as an SAE with unit-norm decoder rows: the result to evaluate."
+        "The EMA weights as an SAE with unit-norm decoder rows: the result to evaluate (a copy on the SAE's device)."
         return ema_sae(self.sae, self.ema)
+
+    def finish(self) -> SparseAutoencoder:
+        "End the run: free gradients, Adam's moments and the kernels' buffers, then make the EMA the result in place."
+        for p in self.sae.parameters(): p.grad = None
+        self.opt.state.clear()
+        WORKSPACE.clear()
+        return _with_weights(self.sae, ema_weights(self.sae, self.ema, consume=True))
 
 # %% ../nbs/05_train.ipynb #c2dad7cc
 @patch
@@ -377,7 +412,7 @@ def load_state_dict(self: TrainState, state: dict) -> None:
     self.opt.load_state_dict(state["optimizer"])
     self.ema.t, self.var0, self.steps_done = state["ema_t"], state["var0"], state["step"]
     self.dead.since.copy_(state["dead_since"])
-    torch.set_rng_state(state["rng"])
+    torch.set_rng_state(state["rng"].cpu())
 
 # %% ../nbs/05_train.ipynb #6ef149c9
 def save_checkpoint(path: str | Path, state: TrainState, history: pd.DataFrame) -> Path:
@@ -385,7 +420,7 @@ def save_checkpoint(path: str | Path, state: TrainState, history: pd.DataFrame) 
     d, tokens = state.state_dict(), state.steps_done * state.cfg.batch_tokens
     with atomic_path(path) as tmp:
         tmp.mkdir()
-        state.averaged().save(tmp)
+        _with_weights(state.sae, ema_weights(state.sae, state.ema, device="cpu")).save(tmp)  # folded on the host
         save_file({k: v.contiguous() for k, v in d.pop("sae").items()}, tmp/"raw.safetensors")
         save_file({k: v.contiguous() for k, v in d.pop("ema").items()}, tmp/"ema.safetensors")
         torch.save({**d, "tokens": tokens}, tmp/"trainer.pt")
@@ -417,8 +452,10 @@ def load_checkpoint(path: str | Path, state: TrainState) -> list[dict]:
     _check_same("from another training config", found, saved, mine, "; use another checkpoint_dir or resume=False")
     saved_sae = load_json(found/"cfg.json", "checkpoint SAE config")
     _check_same("for another SAE", found, saved_sae, state.sae.cfg.to_dict(), "")
-    trainer = torch.load(found/"trainer.pt", weights_only=True)
-    weights = {"sae": load_file(found/"raw.safetensors"), "ema": load_file(found/"ema.safetensors")}
+    device = state.sae.device  # each process loads onto its own device, not the one that saved
+    trainer = torch.load(found/"trainer.pt", weights_only=True, map_location=device)
+    weights = {key: load_file(found/f"{name}.safetensors", device=str(device))
+               for key, name in (("sae", "raw"), ("ema", "ema"))}
     state.load_state_dict({**trainer, **weights})
     history = found/"history.csv"
     return pd.read_csv(history).to_dict("records") if history.stat().st_size > 1 else []
@@ -465,6 +502,29 @@ def checkpoint_due(cfg: TrainConfig, steps_done: int) -> bool:
     before, after = (steps_done - 1) * cfg.batch_tokens, steps_done * cfg.batch_tokens
     return after // cfg.checkpoint_every > before // cfg.checkpoint_every
 
+class FiniteWatch:
+    "NaN and Inf in the batches: raised at once on the CPU path; on the CUDA path flagged on the device until `check`."
+    def __init__(self, device: torch.device):
+        self.lazy, self.bad, self.since = kernel_path(device) == "cuda", None, None
+
+    def __call__(self, x: Tensor, step: int) -> Tensor:
+        if not self.lazy: return check_finite(x, f"batch {step} of activations")
+        flag = ~torch.isfinite(x).all()  # stays on the device: no host sync per batch
+        self.bad, self.since = (flag, step) if self.bad is None else (self.bad | flag, self.since)
+        return x
+
+    def check(self, step: int) -> None:
+        "Raise if a batch since the last check held NaN or Inf (a host sync: call it where the loop syncs anyway)."
+        if self.bad is not None and bool(self.bad):
+            raise ValueError(f"a batch of activations among batches {self.since}..{step} contains NaN or Inf values; "
+                             "drop or clip those tokens (e.g. x[torch.isfinite(x).all(-1)]) before training")
+        self.bad = None
+
+def to_device(x: Tensor, sae: SparseAutoencoder) -> Tensor:
+    "A batch on the SAE's device and dtype; from the host to a GPU through pinned memory, without blocking."
+    if x.device.type == "cpu" and sae.device.type == "cuda": x = x.pin_memory()
+    return x.to(sae.device, sae.W_dec.dtype, non_blocking=True)
+
 def train(sae: SparseAutoencoder, source: Tensor | ActivationSource, cfg: TrainConfig) -> TrainResult:
     "Train `sae` in place on `cfg.n_tokens` tokens from `source`; return its EMA copy, history and settings."
     source, me, local = as_source(source), dist.rank(), cfg.batch_tokens // dist.world_size()
@@ -472,16 +532,17 @@ def train(sae: SparseAutoencoder, source: Tensor | ActivationSource, cfg: TrainC
     state = TrainState.start(sae, cfg, source.sample(cfg.init_tokens, seed=cfg.seed))
     rows = load_checkpoint(cfg.checkpoint_dir, state) if cfg.resume and find_checkpoint(cfg.checkpoint_dir) else []
     batches, start = source.batches(cfg.batch_tokens, seed=cfg.seed, start=state.steps_done), time.perf_counter()
-    steps = range(state.steps_done, cfg.steps)
+    steps, finite = range(state.steps_done, cfg.steps), FiniteWatch(sae.device)
     bar = progress_bar(steps, desc="training", enabled=cfg.progress and me == 0, unit="step")
     try:
         for step in bar:
-            x = next(batches)[me * local:(me + 1) * local].to(sae.device, sae.W_dec.dtype)
-            out = state.step(check_finite(x, f"batch {step} of activations"))
+            out = state.step(finite(to_device(next(batches)[me * local:(me + 1) * local], sae), step))
             if state.steps_done % state.recipe.log_every == 0 or state.steps_done == cfg.steps:
+                finite.check(step)
                 rows.append(log_row(state, out, time.perf_counter() - start))
                 bar.set_postfix(fvu=f"{rows[-1]['fvu']:.3f}", dead=f"{rows[-1]['dead_fraction']:.1%}")
             if me == 0 and checkpoint_due(cfg, state.steps_done):
+                finite.check(step)  # never save weights a bad batch has reached
                 save_checkpoint(cfg.checkpoint_dir, state, pd.DataFrame(rows))
     finally: WORKSPACE.clear()  # the kernels' reused buffers (a (batch, n_latents) matrix among them) are not kept
-    return TrainResult(state.averaged(), sae, pd.DataFrame(rows), state.recipe, time.perf_counter() - start)
+    return TrainResult(state.finish(), sae, pd.DataFrame(rows), state.recipe, time.perf_counter() - start)
