@@ -5,11 +5,13 @@ dashboard and report (test_browser.py) and the docs site (test_docs.py).
 background requests, which carry no page origin, are told apart) and the console log. Skips where Chromium is
 missing, except under CI (CI=true).
 """
-import json, os, shutil, subprocess
+import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
-
 
 def chromium() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome"):
@@ -22,11 +24,12 @@ def chromium() -> str:
 def render(page: Path, tmp: Path) -> tuple[str, list[str], str]:
     "The DOM after scripts ran, the URLs the page itself requested, and the browser's console log."
     net = tmp / f"{page.stem}-net.json"
-    args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+    args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-sync",
             "--disable-background-networking", "--disable-component-update", f"--user-data-dir={tmp / 'profile'}",
             "--host-resolver-rules=MAP * ~NOTFOUND", f"--log-net-log={net}", "--enable-logging=stderr", "--v=0",
             "--virtual-time-budget=15000", "--dump-dom", page.resolve().as_uri()]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=180)
+    out = subprocess.run(args, capture_output=True, text=True, timeout=180, check=False)  # the net log says what ran
     log = json.loads(net.read_text())
     start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
     jobs = [e.get("params", {}) for e in log["events"] if e["type"] == start]

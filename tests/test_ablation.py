@@ -4,12 +4,12 @@ not between blocks; bad input is refused before any work."""
 import pytest
 import torch
 
-from topk_sae.ablation import TailEngine, ablation_sparsity, make_engine
+from topk_sae.ablation import ablation_sparsity
 from topk_sae.activations import harvest
 from topk_sae.lm import byte_tokenizer, load_model
 from topk_sae.model import SAEConfig, TopKSAE
+from topk_sae.tail import TailEngine, make_engine
 from topk_sae.train import TrainConfig, train
-
 
 @pytest.fixture(scope="module")
 def gpt2(tmp_path_factory):
@@ -17,22 +17,27 @@ def gpt2(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gpt2-abl")
     torch.manual_seed(0)
     GPT2LMHeadModel(GPT2Config(vocab_size=256, n_positions=64, n_embd=48, n_layer=3, n_head=4)).save_pretrained(folder)
-    tok = byte_tokenizer(); tok.add_special_tokens({"eos_token": "<|endoftext|>"}); tok.save_pretrained(folder)
+    tok = byte_tokenizer()
+    tok.add_special_tokens({"eos_token": "<|endoftext|>"})
+    tok.save_pretrained(folder)
     return load_model(str(folder))
 
 
 def _sae_for(model, hook, d, seed=0):
-    acts = harvest(model, hook, torch.randint(0, 256, (80, 32), generator=torch.Generator().manual_seed(seed)), progress=False)
+    tokens = torch.randint(0, 256, (80, 32), generator=torch.Generator().manual_seed(seed))
+    acts = harvest(model, hook, tokens, progress=False)
     return train(TopKSAE(SAEConfig(d_model=d, n_latents=96, k=6)), acts, TrainConfig.tiny(n_tokens=4096, lr=3e-3)).sae
 
 
 def _compare(model, sae, hook, method):
     ctx = torch.randint(0, 256, (5, 32), generator=torch.Generator().manual_seed(7))
-    kw = dict(T=8, n_positions=4, n_channels=5, progress=False)
-    fast, ref = ablation_sparsity(model, sae, hook, ctx, method=method, **kw), ablation_sparsity(model, sae, hook, ctx, method="reference", **kw)
+    kw = {"T": 8, "n_positions": 4, "n_channels": 5, "progress": False}
+    fast = ablation_sparsity(model, sae, hook, ctx, method=method, **kw)
+    ref = ablation_sparsity(model, sae, hook, ctx, method="reference", **kw)
     assert len(fast.per_ablation) == len(ref.per_ablation) > 0
-    torch.testing.assert_close(torch.tensor(fast.per_ablation.sparsity.values), torch.tensor(ref.per_ablation.sparsity.values), rtol=2e-4, atol=1e-6)
-    torch.testing.assert_close(torch.tensor(fast.channel.share_at_t.values), torch.tensor(ref.channel.share_at_t.values), rtol=2e-4, atol=1e-6)
+    def close(a, b): torch.testing.assert_close(torch.tensor(a.values), torch.tensor(b.values), rtol=2e-4, atol=1e-6)
+    close(fast.per_ablation.sparsity, ref.per_ablation.sparsity)
+    close(fast.channel.share_at_t, ref.channel.share_at_t)
     return fast
 
 
@@ -63,19 +68,22 @@ def test_tiny_native_model(tiny_model):
 
 def test_bad_input(tiny_model):
     sae, ctx = TopKSAE(SAEConfig(d_model=64, n_latents=96, k=6)), torch.randint(0, 256, (3, 32))
-    with pytest.raises(ValueError, match="T=32 is longer"): ablation_sparsity(tiny_model, sae, "blocks.0.hook_resid_post", ctx, T=32)
+    hook = "blocks.0.hook_resid_post"
+    with pytest.raises(ValueError, match="T=32 is longer"): ablation_sparsity(tiny_model, sae, hook, ctx, T=32)
     with pytest.raises(ValueError, match="position t=0 is out of range"):
-        ablation_sparsity(tiny_model, sae, "blocks.0.hook_resid_post", ctx, T=8, positions=[(0, 0)])
+        ablation_sparsity(tiny_model, sae, hook, ctx, T=8, positions=[(0, 0)])
     with pytest.raises(ValueError, match="closest"): ablation_sparsity(tiny_model, sae, "blocks.0.hook_resid_pots", ctx)
-    with pytest.raises(ValueError, match="unknown method"): ablation_sparsity(tiny_model, sae, "blocks.0.hook_resid_post", ctx, method="fast", progress=False)
+    with pytest.raises(ValueError, match="unknown method"):
+        ablation_sparsity(tiny_model, sae, hook, ctx, method="fast", progress=False)
     with pytest.raises(ValueError, match="width 64 but the SAE reads d_model=16"):
-        ablation_sparsity(tiny_model, TopKSAE(SAEConfig.tiny()), "blocks.0.hook_resid_post", ctx, T=8, progress=False)
+        ablation_sparsity(tiny_model, TopKSAE(SAEConfig.tiny()), hook, ctx, T=8, progress=False)
 
 
 def test_positions_without_active_latents_are_counted_not_nan(tiny_model):
     sae = TopKSAE(SAEConfig(d_model=64, n_latents=96, k=6))
     with torch.no_grad(): sae.b_enc.fill_(-1e6)  # no pre-activation is ever positive
     with pytest.warns(UserWarning, match="no latent ablation had an effect"):
-        res = ablation_sparsity(tiny_model, sae, "blocks.0.hook_resid_post", torch.randint(0, 256, (3, 32)), T=8, n_positions=3, progress=False)
+        res = ablation_sparsity(tiny_model, sae, "blocks.0.hook_resid_post", torch.randint(0, 256, (3, 32)), T=8,
+                                n_positions=3, progress=False)
     assert res.skipped["no_active_latent"] == 3 and len(res.per_ablation) == 0
     assert res.mean != res.mean and res.channel_mean == res.channel_mean  # NaN only where there is nothing to average

@@ -5,10 +5,10 @@ from Chromium's net log, that the page itself requested nothing (Chromium's own 
 which carry no page origin, are told apart). Skips where Chromium is missing, except under CI (CI=true).
 """
 import pytest
-
 from browser import render
+
 from topk_sae.cli import DemoConfig, run_demo
-from topk_sae.inspect import LatentData, LatentIndex, Snippet, latent_data, sorted_latents
+from topk_sae.latents import LatentData, LatentIndex, Snippet, latent_data, sorted_latents
 from topk_sae.widgets import write_dashboard
 
 EVIL = "<script>alert(1)</script>"
@@ -29,7 +29,8 @@ def index(tiny_sae):
 def test_dashboard_renders_offline_and_escapes_tokens(index, tmp_path):
     datas = [latent_data(index, i) for i in sorted_latents(index, "density")[:6]]
     datas.append(LatentData(7, 10, 1, 0.1, 1.0, 1.0, top=[Snippet(0, 1, [EVIL, " after"], [1.0, 0.0], 0, 1.0)],
-                            hist_edges=[0.0, 1.0], hist_counts=[1], promoted=[(EVIL, 1.0)], suppressed=[("x", -1.0)], neighbors=[(1, 0.5)]))
+                            hist_edges=[0.0, 1.0], hist_counts=[1], promoted=[(EVIL, 1.0)], suppressed=[("x", -1.0)],
+                            neighbors=[(1, 0.5)]))
     dom, requests, console = render(write_dashboard(tmp_path / "dash.html", datas, "test"), tmp_path)
     assert requests == [], f"the dashboard requested {requests}"
     assert dom.count('class="tks-card"') == 7

@@ -18,7 +18,8 @@ def inspector(tiny_sae):
 
 def test_a_latent_that_never_fires_gets_a_message_not_an_error(inspector):
     data = inspector.show_latent(3)
-    assert data.n_fires == 0 and "never fires" in inspector.card.value and inspector.figure is None and inspector.message.value == ""
+    assert data.n_fires == 0 and "never fires" in inspector.card.value
+    assert inspector.figure is None and inspector.message.value == ""
 
 
 def test_typing_an_index_and_pressing_open(inspector):

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from .core import atomic_path, cache_dir, check_finite, get_device
 from .core import progress as progress_bar
+from .data import scored_per_context, scored_rows
 from .lm import check_hook, hook_layer, model_name
 
 # %% ../nbs/04_activations.ipynb #1f4dd2d2
@@ -54,7 +55,7 @@ def run_to_hook(model: Any, tokens: Int[Tensor, "batch pos"], hook: str) -> Floa
 # %% ../nbs/04_activations.ipynb #db257e3f
 def harvest_batches(model: Any, hooks: list[str], contexts: Tensor, batch_size: int, progress: bool) -> Iterator[dict[str, Tensor]]:
     "For each batch of contexts, the activations at `hooks`, positions 1 onward, as `(tok, d_model)` tensors; with a progress bar."
-    n_ctx, per = contexts.shape[0], contexts.shape[1] - 1
+    n_ctx, per = contexts.shape[0], scored_per_context(contexts.shape[1])
     bar = progress_bar(total=n_ctx * per, desc=f"harvesting {', '.join(hooks)}", enabled=progress, unit="tok", unit_scale=True)
     for i in range(0, n_ctx, batch_size):
         yield {h: act[:, 1:].reshape(-1, act.shape[-1]) for h, act in run_to_hooks(model, contexts[i:i + batch_size], hooks).items()}
@@ -62,7 +63,7 @@ def harvest_batches(model: Any, hooks: list[str], contexts: Tensor, batch_size: 
     bar.close()
 
 def _harvest(model: Any, hooks: list[str], contexts: Tensor, batch_size: int, dtype: torch.dtype, progress: bool) -> dict[str, Tensor]:
-    n_tok = contexts.shape[0] * (contexts.shape[1] - 1)
+    n_tok = scored_rows(contexts)
     pin = _model_device(model).type == "cuda"
     out: dict[str, Tensor] = {}
     row = 0
@@ -104,7 +105,7 @@ def harvest(model: Any, hook: str, contexts: Int[Tensor, "batch pos"], batch_siz
     if not cache: return _harvest(model, [hook], contexts, batch_size, dtype, progress)[hook]
     key = activation_key(model, hook, contexts, dtype)
     path = cache_dir("activations")/f"{key}.safetensors" if cache is True else Path(cache)
-    shape = (contexts.shape[0] * (contexts.shape[1] - 1), model.cfg.d_model)
+    shape = (scored_rows(contexts), model.cfg.d_model)
     if (acts := _read_cached(path, key, shape)) is not None: return acts
     acts = _harvest(model, [hook], contexts, batch_size, dtype, progress)[hook]
     meta = {"key": key, "model": model_name(model), "hook": hook, "contexts": str(tuple(contexts.shape)), "dtype": str(dtype)}
@@ -187,7 +188,7 @@ class ModelSource:
 
     def sample(self, n_tokens: int, seed: int = 0) -> Tensor:
         ctx = self.contexts[torch.randperm(len(self.contexts), generator=torch.Generator().manual_seed(seed))]
-        return harvest(self.model, self.hook, ctx[: -(-n_tokens // (ctx.shape[1] - 1))], self.batch_size, progress=False)[:n_tokens]
+        return harvest(self.model, self.hook, ctx[: -(-n_tokens // scored_per_context(ctx.shape[1]))], self.batch_size, progress=False)[:n_tokens]
 
     def __repr__(self): return f"ModelSource({model_name(self.model)!r}, {self.hook!r}, {len(self.contexts):,} contexts)"
 

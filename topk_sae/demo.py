@@ -21,7 +21,7 @@ from .activations import harvest
 from .core import atomic_path, get_device, save_json
 from .data import SOTU_SLICE, load_corpus, make_contexts, sample_contexts, split_documents
 from .evaluate import EvalConfig, EvalReport, evaluate
-from .inspect import LatentIndex, latent_data
+from .latents import LatentIndex, latent_data
 from .lm import EMBEDDED_MODEL, check_hook, default_layer, load_model, model_name, resid_hook
 from .metrics import ActMetrics, evaluate_acts
 from .model import SAEConfig, SparseAutoencoder, TopKSAE

@@ -9,7 +9,6 @@ __all__ = ['HISTORY_PANELS', 'CSP', 'plot_history', 'plot_density', 'HTML', 'rep
 import html
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
@@ -44,16 +43,19 @@ def plot_density(density: Tensor, title: str = "Latent density on held-out token
     h = density_histogram(density)
     live, n_dead = h.iloc[1:], int(h.latents.iloc[0])
     width = float(live.log10_density_hi.iloc[0] - live.log10_density_lo.iloc[0])
-    fig = go.Figure(go.Bar(x=(live.log10_density_lo + live.log10_density_hi) / 2, y=live.latents, width=width, name="live"))
+    centers = (live.log10_density_lo + live.log10_density_hi) / 2
+    fig = go.Figure(go.Bar(x=centers, y=live.latents, width=width, name="live"))
     fig.add_trace(go.Bar(x=[float(live.log10_density_lo.iloc[0]) - 2 * width], y=[n_dead], width=width,
                          name=f"dead ({n_dead})", marker_color="crimson"))
     return fig.update_layout(title=title, xaxis_title="log10 density (share of tokens on which the latent fires)",
                              yaxis_title="latents", template="plotly_white", bargap=0.05, height=380)
 
 # %% ../nbs/11_report.ipynb #3059203e
-_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:.9em;margin:.6em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+table{border-collapse:collapse;font-size:.9em;margin:.6em 0}
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
 th{background:#f5f5f5}p{line-height:1.45}"""
 
 class HTML(str):
