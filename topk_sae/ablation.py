@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .core import progress as progress_bar
 from .lm import check_hook
-from .model import TopKSAE
+from .model import SparseAutoencoder
 from .tail import HookedEngine, TailEngine, make_engine
 
 # %% ../nbs/07_ablation.ipynb #42a3a542
@@ -64,7 +64,7 @@ class Ablations(NamedTuple):
 
 # %% ../nbs/07_ablation.ipynb #072d12cd
 @torch.no_grad()
-def latent_ablations(sae: TopKSAE, x: Float[Tensor, " d_model"]) -> Ablations:
+def latent_ablations(sae: SparseAutoencoder, x: Float[Tensor, " d_model"]) -> Ablations:
     "One ablation per latent active on the raw activation `x`: `z_i W_dec[i]`, mapped to model space."
     x_n, stats = sae.normalize(sae._check_input(x[None]))
     top = sae.encode_topk(x_n)
@@ -146,7 +146,7 @@ def _rows(c: int, t: int, abl: Ablations, st: EffectStats, id_name: str, value_n
     return [{"context": c, "position": t, id_name: int(i), value_name: float(v), "sparsity": float(s),
              "share_at_t": float(h)} for i, v, s, h in per]
 
-def _ablate_position(engine: TailEngine | HookedEngine, sae: TopKSAE, c: int, t: int, T: int,
+def _ablate_position(engine: TailEngine | HookedEngine, sae: SparseAutoencoder, c: int, t: int, T: int,
                      channels: Tensor, chunk: int) -> tuple[list[dict], list[dict]]:
     "Rows for every latent active at (c, t) and for the given channels, from one batch of ablations."
     x = engine.hidden[t]
@@ -162,7 +162,7 @@ _CHANNEL_COLS = ["context", "position", "channel", "value", "sparsity", "share_a
 @torch.inference_mode()
 def ablation_sparsity(
     model: Any,  # a TransformerLens model (or bridge): hook names and `run_with_hooks`
-    sae: TopKSAE,  # the SAE whose active latents are ablated
+    sae: SparseAutoencoder,  # the SAE whose active latents are ablated
     hook: str,  # where the SAE reads the model, e.g. "blocks.22.hook_resid_post"
     tokens: Int[Tensor, "batch pos"],  # held-out contexts
     T: int = 16,  # logit positions measured from the ablated one, t .. t+T-1

@@ -20,10 +20,10 @@ from .core import get_device
 from .core import progress as progress_bar
 from .data import scored_rows
 from .lm import check_hook
-from .model import TopKSAE
+from .model import SparseAutoencoder
 
 # %% ../nbs/06_downstream.ipynb #b95d9c54
-def _spliced(act: Tensor, sae: TopKSAE, error_term: bool, edit: Callable[[Tensor], Tensor] | None) -> Tensor:
+def _spliced(act: Tensor, sae: SparseAutoencoder, error_term: bool, edit: Callable[[Tensor], Tensor] | None) -> Tensor:
     if act.shape[-1] != sae.cfg.d_model:
         raise ValueError(f"the hooked activation has width {act.shape[-1]} but the SAE reads "
                          f"d_model={sae.cfg.d_model}; splice the SAE at the hook it was trained on")
@@ -35,7 +35,7 @@ def _spliced(act: Tensor, sae: TopKSAE, error_term: bool, edit: Callable[[Tensor
     return torch.cat([act[:, :1], new.to(act.dtype)], dim=1)
 
 @contextlib.contextmanager
-def splice(model: Any, sae: TopKSAE, hook: str, error_term: bool = False,
+def splice(model: Any, sae: SparseAutoencoder, hook: str, error_term: bool = False,
            edit: Callable[[Tensor], Tensor] | None = None) -> Iterator[Any]:
     "Within the block, `model` runs on the SAE reconstruction at `hook` (positions 1 onward)."
     check_hook(model, hook)
@@ -81,8 +81,9 @@ def _replace_from_1(value: Tensor) -> Callable:
 
 # %% ../nbs/06_downstream.ipynb #68e99722
 @torch.inference_mode()
-def downstream_loss(model: Any, sae: TopKSAE, hook: str, tokens: Int[Tensor, "batch pos"], batch_size: int = 8,
-                    mean_act: Float[Tensor, " d_model"] | None = None, progress: bool = True) -> DownstreamLoss:
+def downstream_loss(model: Any, sae: SparseAutoencoder, hook: str, tokens: Int[Tensor, "batch pos"],
+                    batch_size: int = 8, mean_act: Float[Tensor, " d_model"] | None = None,
+                    progress: bool = True) -> DownstreamLoss:
     "Clean, spliced, zero- and mean-ablated cross-entropy, KL and loss recovered over `tokens` (§4.1)."
     check_hook(model, hook)
     if tokens.ndim != 2 or tokens.shape[1] < 2:

@@ -25,6 +25,7 @@ from torch import Tensor
 from .ablation import AblationSparsity, ablation_sparsity
 from .activations import harvest
 from .core import dataclass_from_dict, jsonable
+from .data import scored_per_context
 from .downstream import DownstreamLoss, downstream_loss
 from .explain import Explainability, explainability
 from .lm import check_hook
@@ -390,7 +391,7 @@ def evaluate(model: Any, sae: SparseAutoencoder, hook: str, tokens: Int[Tensor, 
              cfg: EvalConfig = EvalConfig(), acts: Float[Tensor, "tok d_model"] | None = None) -> EvalReport:
     "All of the paper's metrics for `sae` at `hook` on held-out `tokens`, as one `EvalReport`."
     check_hook(model, hook)
-    n, per = tokens.shape[0], tokens.shape[1] - 1
+    n, per = tokens.shape[0], scored_per_context(tokens.shape[1])
     if acts is None: acts = harvest(model, hook, tokens, progress=cfg.progress)
     if acts.shape != (n * per, sae.cfg.d_model):
         raise ValueError(f"acts has shape {tuple(acts.shape)} but {n} contexts of {per} scored tokens at "

@@ -18,7 +18,7 @@ from torch import Tensor
 from .activations import run_to_hook
 from .core import progress as progress_bar
 from .data import row_position, scored_per_context, scored_rows
-from .model import TopKOut, TopKSAE
+from .model import SparseAutoencoder, TopKOut
 
 # %% ../nbs/10_explain.ipynb #d8a81de7
 Pattern = tuple  # token ids, None for any token, the last one at the predicted position
@@ -42,8 +42,8 @@ def precision_recall(pred: Bool[Tensor, "*n"], true: Bool[Tensor, "*n"]) -> tupl
 
 # %% ../nbs/10_explain.ipynb #b7422b13
 @torch.no_grad()
-def last_token_latents(model: Any, sae: TopKSAE, hook: str, seqs: Int[Tensor, "seq len"], latents: Int[Tensor, " seq"],
-                       batch_size: int = 256) -> Float[Tensor, " seq"]:
+def last_token_latents(model: Any, sae: SparseAutoencoder, hook: str, seqs: Int[Tensor, "seq len"],
+                       latents: Int[Tensor, " seq"], batch_size: int = 256) -> Float[Tensor, " seq"]:
     "Activation of `latents[i]` at the last token of `seqs[i]`."
     out = []
     for s, lat in zip(seqs.split(batch_size), latents.split(batch_size)):
@@ -54,7 +54,7 @@ def last_token_latents(model: Any, sae: TopKSAE, hook: str, seqs: Int[Tensor, "s
 
 # %% ../nbs/10_explain.ipynb #66e9bc01
 @torch.no_grad()
-def sparse_codes(sae: TopKSAE, acts: Float[Tensor, "tok d_model"], batch_tokens: int = 8192) -> TopKOut:
+def sparse_codes(sae: SparseAutoencoder, acts: Float[Tensor, "tok d_model"], batch_tokens: int = 8192) -> TopKOut:
     "The TopK code of every row of `acts`, on the CPU."
     parts = [sae.encode_topk(sae.normalize(sae._check_input(a.to(sae.device)))[0]) for a in acts.split(batch_tokens)]
     return TopKOut(torch.cat([p.acts for p in parts]).cpu(), torch.cat([p.idx for p in parts]).cpu())
@@ -78,9 +78,9 @@ def _top_rows(z: Tensor, rows: Tensor, n: int) -> Tensor:
 
 # %% ../nbs/10_explain.ipynb #8a0357ea
 @torch.no_grad()
-def explain_latents(model: Any, sae: TopKSAE, hook: str, tokens: Int[Tensor, "batch pos"], z: Float[Tensor, "tok sel"],
-                    latents: list[int], rows: Int[Tensor, " rows"], n_examples: int = 10, max_len: int = 4,
-                    pad: int = 0) -> list[Explanation]:
+def explain_latents(model: Any, sae: SparseAutoencoder, hook: str, tokens: Int[Tensor, "batch pos"],
+                    z: Float[Tensor, "tok sel"], latents: list[int], rows: Int[Tensor, " rows"], n_examples: int = 10,
+                    max_len: int = 4, pad: int = 0) -> list[Explanation]:
     "Patterns for each latent (column `i` of `z` is latent `latents[i]`) from its top activations among `rows`."
     L = max_len
     ex = [(i, int(r)) for i in range(len(latents)) for r in _top_rows(z[:, i], rows, n_examples)]
@@ -120,7 +120,7 @@ def pattern_text(pattern: Pattern, tokenizer: Any) -> str:
     return " ".join("*" if t is None else repr(tokenizer.decode([t])) for t in pattern)
 
 @torch.no_grad()
-def explainability(model: Any, sae: TopKSAE, hook: str, tokens: Int[Tensor, "batch pos"],
+def explainability(model: Any, sae: SparseAutoencoder, hook: str, tokens: Int[Tensor, "batch pos"],
                    acts: Float[Tensor, "tok d_model"], n_latents: int = 24, n_examples: int = 10, max_len: int = 4,
                    min_fires: int = 5, pad_text: str = " _", seed: int = 0, progress: bool = True) -> Explainability:
     "Explain a random sample of latents from half of the contexts; precision and recall on the other half."

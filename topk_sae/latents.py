@@ -20,7 +20,7 @@ from .activations import harvest, run_to_hook
 from .data import row_position, scored_per_context, scored_rows
 from .explain import sparse_codes
 from .lm import check_hook
-from .model import TopKSAE
+from .model import SparseAutoencoder
 from .tail import make_engine
 
 # %% ../nbs/13_latents.ipynb #ef53ec98
@@ -77,7 +77,7 @@ class PromptData:
 # %% ../nbs/13_latents.ipynb #7869db4e
 class LatentIndex:
     "Sparse codes of held-out contexts, indexed by latent, so that any latent can be opened in milliseconds."
-    def __init__(self, sae: TopKSAE, tokens: Int[Tensor, "batch pos"], acts: Float[Tensor, "tok d_model"],
+    def __init__(self, sae: SparseAutoencoder, tokens: Int[Tensor, "batch pos"], acts: Float[Tensor, "tok d_model"],
                  tokenizer: Any, model: Any = None, hook: str | None = None,
                  W_U: Float[Tensor, "d_model d_vocab"] | None = None):
         if len(acts) != scored_rows(tokens):
@@ -99,7 +99,7 @@ class LatentIndex:
         self._texts: dict[int, str] = {}
 
     @classmethod
-    def build(cls, sae: TopKSAE, model: Any, tokens: Int[Tensor, "batch pos"], hook: str | None = None,
+    def build(cls, sae: SparseAutoencoder, model: Any, tokens: Int[Tensor, "batch pos"], hook: str | None = None,
               acts: Float[Tensor, "tok d_model"] | None = None, progress: bool = True) -> "LatentIndex":
         "Harvest (unless `acts` is given) and index held-out `tokens` for `sae` at `hook` (default: the SAE's own)."
         hook = check_hook(model, hook or sae.cfg.hook or "")
@@ -146,7 +146,7 @@ def logit_effects(index: LatentIndex, latent: int, n: int = 10) -> tuple[list, l
             [(index.text(int(i)), -float(v)) for v, i in zip(down.values, down.indices)])
 
 @torch.no_grad()
-def neighbors(sae: TopKSAE, latent: int, n: int = 8) -> list[tuple[int, float]]:
+def neighbors(sae: SparseAutoencoder, latent: int, n: int = 8) -> list[tuple[int, float]]:
     "The `n` latents whose decoder rows are most similar (cosine) to `latent`'s."
     cos = (sae.W_dec @ sae.W_dec[latent]).cpu()
     cos[latent] = -2

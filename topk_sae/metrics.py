@@ -16,7 +16,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .model import TopKSAE
+from .model import SparseAutoencoder
 
 # %% ../nbs/08_metrics.ipynb #259731c4
 def fvu_of(x: Float[Tensor, "tok d_model"], x_hat: Float[Tensor, "tok d_model"]) -> float:
@@ -47,7 +47,8 @@ class Scan(NamedTuple):
     def dead_fraction(self) -> float: return (self.fires == 0).double().mean().item()
 
 @torch.no_grad()
-def scan(sae: TopKSAE, acts: Float[Tensor, "tok d_model"], batch_tokens: int = 8192, k: int | None = None) -> Scan:
+def scan(sae: SparseAutoencoder, acts: Float[Tensor, "tok d_model"], batch_tokens: int = 8192,
+         k: int | None = None) -> Scan:
     "Encode `acts` in batches and accumulate FVU, L0 and density sums (optionally at a test-time `k`)."
     if len(acts) < 2: raise ValueError(f"need at least 2 held-out tokens to measure variance, got {len(acts)}")
     sse, s1, s2 = 0.0, torch.zeros(sae.cfg.d_model, dtype=torch.float64, device=sae.device), 0.0
@@ -61,19 +62,19 @@ def scan(sae: TopKSAE, acts: Float[Tensor, "tok d_model"], batch_tokens: int = 8
     return Scan(sse, s2 - s1.pow(2).sum().item() / len(acts), fires.cpu(), len(acts))
 
 # %% ../nbs/08_metrics.ipynb #a81960ba
-def fvu(sae: TopKSAE, acts: Float[Tensor, "tok d_model"], k: int | None = None) -> float:
+def fvu(sae: SparseAutoencoder, acts: Float[Tensor, "tok d_model"], k: int | None = None) -> float:
     "Held-out fraction of variance unexplained, in the SAE's normalized space (arXiv:2406.04093 §2.1)."
     return scan(sae, acts, k=k).fvu
 
-def l0(sae: TopKSAE, acts: Float[Tensor, "tok d_model"]) -> float:
+def l0(sae: SparseAutoencoder, acts: Float[Tensor, "tok d_model"]) -> float:
     "Mean number of active latents per token."
     return scan(sae, acts).l0
 
-def dead_fraction(sae: TopKSAE, acts: Float[Tensor, "tok d_model"]) -> float:
+def dead_fraction(sae: SparseAutoencoder, acts: Float[Tensor, "tok d_model"]) -> float:
     "Share of latents never active on `acts`."
     return scan(sae, acts).dead_fraction
 
-def latent_density(sae: TopKSAE, acts: Float[Tensor, "tok d_model"]) -> Float[Tensor, " n_latents"]:
+def latent_density(sae: SparseAutoencoder, acts: Float[Tensor, "tok d_model"]) -> Float[Tensor, " n_latents"]:
     "Share of tokens on which each latent fires."
     return scan(sae, acts).density
 
@@ -90,7 +91,7 @@ class ActMetrics(NamedTuple):
         "The scalar fields, for JSON."
         return {k: v for k, v in self._asdict().items() if k != "density"}
 
-def evaluate_acts(sae: TopKSAE, acts: Float[Tensor, "tok d_model"]) -> ActMetrics:
+def evaluate_acts(sae: SparseAutoencoder, acts: Float[Tensor, "tok d_model"]) -> ActMetrics:
     "FVU, L0, dead fraction and density from one pass over held-out activations."
     s = scan(sae, acts)
     return ActMetrics(s.fvu, s.l0, s.dead_fraction, s.n_tokens, s.density)
@@ -115,7 +116,8 @@ def density_summary(density: Tensor) -> dict:
             "median_log10_density": live.log10().median().item() if len(live) else float("nan")}
 
 # %% ../nbs/08_metrics.ipynb #774f7bb5
-def progressive_recovery(sae: TopKSAE, acts: Float[Tensor, "tok d_model"], ks: list[int] | None = None) -> pd.DataFrame:
+def progressive_recovery(sae: SparseAutoencoder, acts: Float[Tensor, "tok d_model"],
+                         ks: list[int] | None = None) -> pd.DataFrame:
     "FVU and L0 on `acts` when the encoder keeps `k'` latents, for each `k'` in `ks`."
     k, n = sae.cfg.k, sae.cfg.n_latents
     ks = ks or sorted({min(n, max(1, round(k * f))) for f in (0.25, 0.5, 1, 2, 4)})
@@ -143,7 +145,7 @@ class Shrinkage(NamedTuple):
     fvu_after: float  # FVU with the refit values (lower: the refit is least squares)
 
 @torch.no_grad()
-def shrinkage(sae: TopKSAE, acts: Float[Tensor, "tok d_model"], n_iter: int = 300) -> Shrinkage:
+def shrinkage(sae: SparseAutoencoder, acts: Float[Tensor, "tok d_model"], n_iter: int = 300) -> Shrinkage:
     "Refit each token's active latents by non-negative least squares and compare with the encoder's values."
     x_n, _ = sae.normalize(sae._check_input(acts.to(sae.device)))
     top = sae.encode_topk(x_n)

@@ -19,7 +19,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from .data import scored_per_context, scored_rows
-from .model import TopKSAE
+from .model import SparseAutoencoder
 
 # %% ../nbs/09_probes.ipynb #1e9d90ce
 class ProbeTask(NamedTuple):
@@ -160,8 +160,8 @@ class ProbeLoss:
     skipped: list  # tasks with too few positives on one side of the split
 
 @torch.no_grad()
-def probe_loss(sae: TopKSAE, acts: Float[Tensor, "tok d_model"], tokens: Int[Tensor, "batch pos"], tokenizer: Any,
-               tasks: list[ProbeTask] = PROBE_TASKS, n_candidates: int = 16, min_positives: int = 10,
+def probe_loss(sae: SparseAutoencoder, acts: Float[Tensor, "tok d_model"], tokens: Int[Tensor, "batch pos"],
+               tokenizer: Any, tasks: list[ProbeTask] = PROBE_TASKS, n_candidates: int = 16, min_positives: int = 10,
                seed: int = 0) -> ProbeLoss:
     "Best single-latent probe per task on held-out tokens, beside the best residual coordinate."
     per = scored_per_context(tokens.shape[1])

@@ -22,7 +22,7 @@ from .ablation import AblationSparsity
 from .core import atomic_path, patch
 from .latents import LatentData, LatentIndex, PromptData, Snippet, latent_data, prompt_data, sorted_latents
 from .latents import search as search_latents
-from .model import TopKSAE
+from .model import SparseAutoencoder
 from .report import HTML, report_html
 
 # %% ../nbs/14_widgets.ipynb #3f58b1e9
@@ -121,7 +121,7 @@ def latent_card_html(d: LatentData, figure_html: str = "") -> str:
 # %% ../nbs/14_widgets.ipynb #e0c0730a
 class LatentInspector:
     "A notebook widget for browsing an SAE's latents on held-out contexts."
-    def __init__(self, sae: TopKSAE, model: Any, tokens: Int[Tensor, "batch pos"], hook: str | None = None,
+    def __init__(self, sae: SparseAutoencoder, model: Any, tokens: Int[Tensor, "batch pos"], hook: str | None = None,
                  acts: Tensor | None = None,
                  ablation: AblationSparsity | None = None, index: LatentIndex | None = None, progress: bool = True):
         self.index = index or LatentIndex.build(sae, model, tokens, hook, acts, progress)
@@ -262,7 +262,7 @@ def write_dashboard(path: str | Path, datas: list[LatentData], title: str = "Lat
     with atomic_path(path) as tmp: tmp.write_text(page, encoding="utf-8")
     return Path(path)
 
-def export_dashboard(path: str | Path, sae: TopKSAE, model: Any, tokens: Int[Tensor, "batch pos"],
+def export_dashboard(path: str | Path, sae: SparseAutoencoder, model: Any, tokens: Int[Tensor, "batch pos"],
                      latents: list[int] | None = None,
                      hook: str | None = None, acts: Tensor | None = None, n_latents: int = 50, ablation: bool = True,
                      index: LatentIndex | None = None, progress: bool = True) -> Path:
