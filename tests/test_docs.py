@@ -155,3 +155,10 @@ def test_exported_symbols_are_documented_with_a_lesson(stem, module):
             undocumented.append(name)
         if name not in lessons: no_lesson.append(name)
     assert not undocumented + no_lesson, f"{stem}: no doc {undocumented}, no lesson cell {no_lesson}"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_notebook_records_its_kernel(name):
+    "Opened in Jupyter, a notebook starts its Python kernel without asking which one."
+    spec = nbformat.read(NBS / name, as_version=4).metadata.get("kernelspec", {})
+    assert spec.get("name") == "python3" and spec.get("language") == "python", f"{name}: kernelspec {spec}"
