@@ -29,7 +29,7 @@ from . import distributed as dist
 from .activations import ActivationSource, TensorSource
 from .core import atomic_path, check_finite, dataclass_from_dict, load_json, patch, save_json
 from .core import progress as progress_bar
-from .kernels import WORKSPACE, Impl, kernel_path, release_grads_
+from .kernels import WORKSPACE, Impl, fired_mask, kernel_path, release_grads_
 from .losses import LossInputs, StepOut
 from .model import SparseAutoencoder, TopKOut, TopKSAE, unit_norm_decoder_, unit_rows
 
@@ -197,15 +197,13 @@ class DeadLatents:
     @torch.no_grad()
     def update(self, top: TopKOut, n_tokens: int) -> None:
         "Count a batch of `n_tokens` tokens (over all processes) whose sparse code is `top`."
-        fired = torch.zeros_like(self.since, dtype=torch.bool)
-        fired[top.idx[top.acts > 0]] = True
-        self.update_fired(fired, n_tokens)
+        self.update_fired(fired_mask(top.idx, top.acts, len(self.since)), n_tokens)  # a scatter: no host sync
 
     @torch.no_grad()
     def update_fired(self, fired: Bool[Tensor, " n_latents"], n_tokens: int) -> None:
         "The same count from a mask of the latents that fired in the batch."
         self.since += n_tokens
-        self.since[fired] = 0
+        self.since.masked_fill_(fired, 0)
         dist.min_over_processes_(self.since)  # fired on any process: alive
 
     def mask(self, dead_tokens: int) -> Bool[Tensor, " n_latents"]: return self.since >= dead_tokens
@@ -331,6 +329,7 @@ class Adam(torch.optim.Adam):
 def make_optimizer(sae: SparseAutoencoder, recipe: Recipe, eps: float = 6.25e-10) -> Adam:
     "Adam at the recipe's peak lr and betas, with the paper's epsilon; the fused kernel where this torch has one."
     kw = {"lr": recipe.lr, "betas": recipe.betas, "eps": eps}
+    if sae.device.type not in ("cpu", "cuda"): return Adam(sae.parameters(), **kw)  # e.g. meta: no fused kernel
     try: return Adam(sae.parameters(), fused=True, **kw)
     except (RuntimeError, TypeError): return Adam(sae.parameters(), **kw)
 
