@@ -27,9 +27,15 @@ from tqdm.auto import tqdm
 
 # %% ../nbs/00_core.ipynb #1442f961
 def get_device(device: str | torch.device | None = None) -> torch.device:
-    "`device` if given, else CUDA when available, else the CPU."
-    if device is not None: return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    "`device` if given (checked: a CUDA device must exist), else CUDA when available, else the CPU."
+    if device is None: return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try: d = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"device={device!r} is not a device: use 'cpu', 'cuda', 'cuda:1', ... ({e})") from None
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}, but this machine has no CUDA device (torch {torch.__version__}): "
+                         "use device='cpu', or leave it unset to take a GPU where there is one")
+    return d
 
 # %% ../nbs/00_core.ipynb #39967e6f
 def seed_everything(seed: int) -> torch.Generator:
