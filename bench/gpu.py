@@ -11,7 +11,9 @@ activations come from. Prints a markdown table and writes it to --out.
     python bench/gpu.py [--out bench/results/gpu.md] [--repeats 20]
     python bench/gpu.py --device cpu --quick
 """
-import argparse, sys
+import argparse
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -52,13 +54,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of the script, not a measurement")
     ap.add_argument("--out", default=str(HERE / "results" / "gpu.md"))
+    ap.add_argument("--budget", type=float, default=150.0, help="seconds: no new configuration starts after this")
     args = ap.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("bench/gpu.py: no CUDA device here; run it on a GPU machine (tools/gpu_check.sh), or --device cpu --quick for a smoke run")
     dev, k = args.device, 32
     # (d_model, n_latents, batch): the issue's configuration, then GPU-sized batches and widths (GPT-2 small's d_model 768)
-    configs = [(64, 512, 256)] if args.quick else [(576, 16384, 4096), (576, 65536, 4096), (576, 16384, 32768),
-                                                   (768, 131072, 32768), (768, 32768, 131072)]
+    # every row fits a 40 GB GPU; the widest first after the issue's own, so a short budget still gets the extremes
+    configs = [(64, 512, 256)] if args.quick else [(576, 16384, 4096), (768, 131072, 16384), (576, 65536, 4096),
+                                                   (576, 16384, 32768), (768, 32768, 65536)]
     peers = {}
     for name in ("sparsify", "SAELens"):
         try:
@@ -72,41 +76,58 @@ def main() -> None:
              "standardized activations; peak: extra device memory during one call.", "",
              "| d_model | n_latents | batch | runner | median ms | vs topk_sae | vs floor (bf16 x @ W_enc) | peak MiB |",
              "|---|---|---|---|---|---|---|---|"]
+    out, started = Path(args.out), time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def write() -> None:  # after every configuration, atomically: a run cut short keeps the rows it finished
+        tmp = out.with_name(f".{out.name}.tmp"); tmp.write_text("\n".join(lines) + "\n"); tmp.replace(out)
     for d, n, B in configs:
-        pool = synthetic(8 * B, d, dev).split(B)
-        sample = synthetic(min(32768, 8 * B), d, dev, seed=1)
-        runners = {"topk_sae (bf16 autocast)": RUNNERS["topk_sae"](d, n, k, 10**12, B, sample, device=dev, precision="bf16", dead_tokens=10**9),
-                   "topk_sae (fp32)": RUNNERS["topk_sae"](d, n, k, 10**12, B, sample, device=dev, precision="fp32", dead_tokens=10**9),
-                   "topk_sae (bf16, dense reference kernels)": RUNNERS["topk_sae"](d, n, k, 10**12, B, sample, device=dev, precision="bf16",
-                                                                                  kernels="dense", dead_tokens=10**9),
-                   "topk_sae + AuxK every step (bf16)": RUNNERS["topk_sae"](d, n, k, 10**12, B, sample, device=dev, precision="bf16", dead_tokens=2 * B)}
-        for pname, R in peers.items():
-            try: runners[pname] = R(d, n, k, 10**12, B, sample, device=dev)
-            except Exception as e: print(f"{pname} at n {n}: {type(e).__name__}: {e}", flush=True)
-        count = dict.fromkeys(runners, 0)
-        def stepper(r):
-            def f():
-                runners[r].step(pool[count[r] % len(pool)]); count[r] += 1
-            return f
-        fns = {r: stepper(r) for r in runners}
-        W, b = torch.randn(n, d, device=dev) / d**0.5, torch.zeros(n, device=dev)
-        Wh, bh = W.bfloat16(), b.bfloat16()
-        fns["floor: x @ W_enc (bf16)"] = lambda: torch.addmm(bh, pool[0].bfloat16(), Wh.t())
-        fns["floor: x @ W_enc (fp32)"] = lambda: torch.addmm(b, pool[0], W.t())
-        fns["floor + topk (bf16)"] = lambda: torch.addmm(bh, pool[0].bfloat16(), Wh.t()).topk(k, sorted=False)
-        med, peak = timed(fns, args.repeats, dev)
-        floor, ours = med["floor: x @ W_enc (bf16)"], med["topk_sae (bf16 autocast)"]
-        for r, t in med.items():
-            lines.append(f"| {d} | {n} | {B} | {r} | {1000 * t:.2f} | {t / ours:.2f}x | {t / floor:.2f}x | {'-' if peak[r] != peak[r] else f'{peak[r]:.0f}'} |")
-        print("\n".join(lines[-len(med):]), flush=True)
-        del runners, fns, pool
+        if time.perf_counter() - started > args.budget:
+            lines.append(f"| {d} | {n} | {B} | (not run: the {args.budget:.0f} s budget was spent) | | | | |")
+            continue
+        try: med, peak = config_rows(d, n, B, k, dev, peers, args.repeats)
+        except torch.cuda.OutOfMemoryError as e:
+            lines.append(f"| {d} | {n} | {B} | out of memory: {str(e).splitlines()[0][:80]} | | | | |")
+            med = None
+        if med is not None:
+            floor, ours = med["floor: x @ W_enc (bf16)"], med["topk_sae (bf16 autocast)"]
+            for r, t in med.items():
+                mib = "-" if peak[r] != peak[r] else f"{peak[r]:.0f}"
+                lines.append(f"| {d} | {n} | {B} | {r} | {1000 * t:.2f} | {t / ours:.2f}x | {t / floor:.2f}x | {mib} |")
+        print("\n".join(lines[-(len(med) if med else 1):]), flush=True)
         if dev.startswith("cuda"): torch.cuda.empty_cache()
+        write()
     lines += ["", "`vs topk_sae` > 1: slower than topk_sae's default step. Targets (issue 5): SAELens >= 3x, sparsify >= 1.2x, "
               "topk_sae <= 1.5x the encoder product. AuxK idle in the plain rows (no latent dead yet); the AuxK row counts a latent "
               "dead after two batches without firing, so AuxK runs every step."]
-    out = Path(args.out); out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp"); tmp.write_text("\n".join(lines) + "\n"); tmp.replace(out)
+    write()
     print("\n".join(lines))
+
+
+def config_rows(d: int, n: int, B: int, k: int, dev: str, peers: dict, repeats: int) -> tuple[dict, dict]:
+    "Median seconds and peak MiB of every runner and floor at one configuration."
+    pool = synthetic(8 * B, d, dev).split(B)
+    sample = synthetic(min(32768, 8 * B), d, dev, seed=1)
+    def ours(**kw): return RUNNERS["topk_sae"](d, n, k, 10**12, B, sample, device=dev, **kw)
+    runners = {"topk_sae (bf16 autocast)": ours(precision="bf16", dead_tokens=10**9),
+               "topk_sae (fp32)": ours(precision="fp32", dead_tokens=10**9),
+               "topk_sae (bf16, dense reference kernels)": ours(precision="bf16", kernels="dense", dead_tokens=10**9),
+               "topk_sae + AuxK every step (bf16)": ours(precision="bf16", dead_tokens=2 * B)}
+    for pname, R in peers.items():
+        try: runners[pname] = R(d, n, k, 10**12, B, sample, device=dev)
+        except Exception as e: print(f"{pname} at n {n}: {type(e).__name__}: {e}", flush=True)  # noqa: BLE001
+    count = dict.fromkeys(runners, 0)
+    def stepper(r):
+        def f():
+            runners[r].step(pool[count[r] % len(pool)]); count[r] += 1
+        return f
+    fns = {r: stepper(r) for r in runners}
+    W, b = torch.randn(n, d, device=dev) / d**0.5, torch.zeros(n, device=dev)
+    Wh, bh = W.bfloat16(), b.bfloat16()
+    fns["floor: x @ W_enc (bf16)"] = lambda: torch.addmm(bh, pool[0].bfloat16(), Wh.t())
+    fns["floor: x @ W_enc (fp32)"] = lambda: torch.addmm(b, pool[0], W.t())
+    fns["floor + topk (bf16)"] = lambda: torch.addmm(bh, pool[0].bfloat16(), Wh.t()).topk(k, sorted=False)
+    return timed(fns, repeats, dev)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,13 @@ on the CPU (the bf16 ones then run under CPU autocast), which is how their logic
 """
 import copy
 import os
+from dataclasses import replace
 
 import pytest
 import torch
 from helpers import assert_steps_match, steps_by_kernel  # the same sparse-against-dense comparison as on the CPU
 
+from topk_sae.activations import TensorSource
 from topk_sae.core import get_device
 from topk_sae.kernels import encode_for_training
 from topk_sae.model import SAEConfig, TopKSAE
@@ -37,7 +39,8 @@ def test_default_device_is_the_gpu():
     if DEVICE != "cuda": pytest.skip("only meaningful on CUDA")
     assert get_device().type == "cuda"
     cfg = TrainConfig(n_tokens=4096)
-    assert isinstance(autocast_for(cfg, torch.device("cuda")), torch.autocast)  # precision "auto": bf16 on CUDA
+    bf16 = torch.cuda.get_device_capability() >= (8, 0)  # precision "auto": bf16 where the GPU has bf16 units
+    assert isinstance(autocast_for(cfg, torch.device("cuda")), torch.autocast) == bf16
 
 
 @pytest.mark.parametrize("d,n,multi", [(8, 9, False), (24, 97, True), (64, 1000, False), (48, 4100, True)])
@@ -115,3 +118,41 @@ def test_harvest_on_the_device_equals_the_cpu(tmp_path, monkeypatch):
     b = harvest(dev, resid_hook(1), ctx, batch_size=8, progress=False)
     assert b.device.type == "cpu"
     torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+
+
+class StoppingSource(TensorSource):
+    "A tensor source whose stream breaks after `stop_after` batches, like a pre-empted job."
+    def __init__(self, acts, stop_after):
+        super().__init__(acts)
+        self.stop_after = stop_after
+
+    def batches(self, batch_tokens, seed=0, start=0):
+        for i, b in enumerate(super().batches(batch_tokens, seed, start)):
+            if start + i == self.stop_after: raise RuntimeError("pre-empted")
+            yield b
+
+
+def test_a_run_resumed_on_the_device_ends_where_an_unbroken_one_ends(tmp_path):
+    "The checkpoint is read back onto the SAE's own device (a torchrun rank loads onto its GPU, not the saver's)."
+    x = sparse_data(8192, 32, 128, 4)
+    cfg = TrainConfig(n_tokens=16 * 256, batch_tokens=256, checkpoint_every=4 * 256, checkpoint_dir=str(tmp_path / "c"),
+                      resume=True, progress=False)
+    def sae(): return TopKSAE(SAEConfig(d_model=32, n_latents=256, k=8), device=DEVICE)
+    whole = train(sae(), x, replace(cfg, checkpoint_dir=str(tmp_path / "whole")))
+    with pytest.raises(RuntimeError, match="pre-empted"): train(sae(), StoppingSource(x, 10), cfg)
+    resumed = train(sae(), x, cfg)
+    assert resumed.sae.W_dec.device.type == torch.device(DEVICE).type
+    torch.testing.assert_close(resumed.raw.W_dec, whole.raw.W_dec, rtol=1e-4, atol=1e-5)
+
+
+def test_a_bf16_step_at_a_million_latents():
+    "n 2^20 (d 256): indices past what 32-bit offsets into the decoder would hold at d 4096; the step stays finite."
+    if DEVICE != "cuda": pytest.skip("a GPU-sized step (about 11 GB)")
+    x = sparse_data(4096, 256, 1024, 8).to(DEVICE)
+    sae = TopKSAE(SAEConfig(d_model=256, n_latents=2**20, k=32), device=DEVICE)
+    cfg = TrainConfig(n_tokens=10**6, batch_tokens=1024, precision="bf16", dead_tokens=2048, progress=False)
+    state = TrainState.start(sae, cfg, x)
+    state.dead.since.fill_(10**6)  # every latent a candidate: AuxK runs in the step
+    out = state.step(x[:1024])
+    torch.cuda.synchronize()
+    assert torch.isfinite(out.loss) and out.aux.item() > 0 and int(out.top.idx.max()) > 2**19
