@@ -30,6 +30,9 @@ lint-nbs: install
 test: lint-nbs docs
 	$(TEST_ENV) $(BIN)/nbdev_test --n_workers 2
 	$(TEST_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider tests
+	# the kernels' CUDA op sequence, run on the CPU (TOPK_SAE_KERNELS=cuda-path), with the GPU checks' logic
+	$(TEST_ENV) TOPK_SAE_KERNELS=cuda-path $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_kernels.py \
+		tests/test_recipe.py tests/test_properties.py tests/test_resume.py tests/test_distributed.py
 	# the GPU checks' logic, on the CPU (on a GPU the line above already ran them on CUDA)
 	$(TEST_ENV) TOPK_SAE_TEST_DEVICE=cpu $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_gpu.py
 
