@@ -7,9 +7,10 @@ __all__ = ['init_distributed', 'TUNED_LR_SCALE', 'TUNED_AUX_COEF', 'TUNED_BETA1'
            'TUNED_DEAD_GAPS', 'TUNED_LONG_RUN_STEPS', 'Defaults', 'default_lr', 'default_k_aux', 'TrainConfig',
            'Recipe', 'short_run_boost', 'long_run_cut', 'tuned_lr_scale', 'tuned_dead_tokens', 'paper_recipe',
            'tuned_recipe', 'resolve', 'lr_at', 'loss_normalizer', 'DeadLatents', 'project_decoder_grad_', 'EMA',
-           'fold_decoder_norm_', 'ema_weights', 'ema_sae', 'untie_encoder_', 'kernel_impl', 'has_bf16', 'autocast_for',
-           'Adam', 'make_optimizer', 'TrainState', 'save_checkpoint', 'find_checkpoint', 'load_checkpoint',
-           'TrainResult', 'as_source', 'check_source', 'log_row', 'checkpoint_due', 'FiniteWatch', 'to_device', 'train']
+           'fold_decoder_norm_', 'ema_weights', 'ema_sae', 'untie_encoder_', 'kernel_impl', 'has_bf16', 'wants_bf16',
+           'autocast_for', 'Adam', 'make_optimizer', 'TrainState', 'save_checkpoint', 'find_checkpoint',
+           'load_checkpoint', 'TrainResult', 'as_source', 'check_source', 'log_row', 'checkpoint_due', 'FiniteWatch',
+           'check_fits', 'to_device', 'train']
 
 # %% ../nbs/05_train.ipynb #1c2b39a2
 import contextlib
@@ -31,6 +32,7 @@ from .core import atomic_path, check_finite, dataclass_from_dict, load_json, pat
 from .core import progress as progress_bar
 from .kernels import WORKSPACE, Impl, fired_mask, kernel_path, release_grads_
 from .losses import LossInputs, StepOut
+from .memory import largest_fit, plan
 from .model import SparseAutoencoder, TopKOut, TopKSAE, unit_norm_decoder_, unit_rows
 
 init_distributed = dist.init_distributed  # joining a torchrun group: importable from here too, as it always was
@@ -290,9 +292,13 @@ def has_bf16(device: torch.device) -> bool:
     if device.type == "cuda": return torch.cuda.get_device_capability(device) >= (8, 0)
     return device.type == "cpu"
 
+def wants_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    "Whether the forward pass runs under bf16 autocast: asked for, or 'auto' on a GPU with bf16 units."
+    return cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda" and has_bf16(device))
+
 def autocast_for(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
     "bf16 autocast for the forward pass when the config asks ('auto': on CUDA with bf16 units only); else nothing."
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda" and has_bf16(device))
+    bf16 = wants_bf16(cfg, device)
     if bf16 and not has_bf16(device):
         raise ValueError(f"precision='bf16' on {device}, which has no bf16 units (compute capability below 8.0): "
                          "use precision='fp32' (or 'auto', which picks fp32 there)")
@@ -519,6 +525,20 @@ class FiniteWatch:
                              "drop or clip those tokens (e.g. x[torch.isfinite(x).all(-1)]) before training")
         self.bad = None
 
+def check_fits(sae: SparseAutoencoder, cfg: TrainConfig, free_bytes: int | None = None) -> None:
+    "Raise before any work when the run's memory plan exceeds the free memory (a GPU's, unless `free_bytes` is given)."
+    if free_bytes is None and sae.device.type != "cuda": return
+    c, precision = sae.cfg, "bf16" if wants_bf16(cfg, sae.device) else "fp32"
+    kw = {"precision": precision, "world_size": dist.world_size()}
+    p = plan(c.d_model, c.n_latents, c.k, cfg.batch_tokens, **kw)
+    if free_bytes is None: free_bytes = torch.cuda.mem_get_info(sae.device)[0] + p.weights  # the weights are there
+    if p.fits(free_bytes): return
+    n, b = largest_fit(free_bytes, c.d_model, c.n_latents, c.k, cfg.batch_tokens, **kw)
+    raise MemoryError(f"training needs about {p.peak / 2**30:.1f} GiB on {sae.device} ({precision}) but "
+                      f"{free_bytes / 2**30:.1f} GiB is free: use n_latents <= {n:,} at "
+                      f"batch_tokens={cfg.batch_tokens}, or batch_tokens <= {b:,} at n_latents={c.n_latents} "
+                      "(topk_sae.memory.plan has the details)")
+
 def to_device(x: Tensor, sae: SparseAutoencoder) -> Tensor:
     "A batch on the SAE's device and dtype; from the host to a GPU through pinned memory, without blocking."
     if x.device.type == "cpu" and sae.device.type == "cuda": x = x.pin_memory()
@@ -528,6 +548,7 @@ def train(sae: SparseAutoencoder, source: Tensor | ActivationSource, cfg: TrainC
     "Train `sae` in place on `cfg.n_tokens` tokens from `source`; return its EMA copy, history and settings."
     source, me, local = as_source(source), dist.rank(), cfg.batch_tokens // dist.world_size()
     check_source(source, sae, cfg)
+    check_fits(sae, cfg)
     state = TrainState.start(sae, cfg, source.sample(cfg.init_tokens, seed=cfg.seed))
     rows = load_checkpoint(cfg.checkpoint_dir, state) if cfg.resume and find_checkpoint(cfg.checkpoint_dir) else []
     batches, start = source.batches(cfg.batch_tokens, seed=cfg.seed, start=state.steps_done), time.perf_counter()
