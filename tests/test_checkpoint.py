@@ -1,5 +1,7 @@
 """Checkpoints: SAE save/load round trips in every mode, training checkpoints that equal the result,
 and atomic writes that never lose the previous checkpoint."""
+import os
+
 import pandas as pd
 import pytest
 import torch
@@ -52,3 +54,22 @@ def test_a_crash_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, mon
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
     assert res.raw is not None
+
+
+def test_damaged_weights_in_a_checkpoint_are_named(tmp_path):
+    acts = torch.randn(2048, 16)
+    cfg = TrainConfig.tiny(n_tokens=1024, checkpoint_every=512, checkpoint_dir=str(tmp_path / "c"), resume=True)
+    train(TopKSAE(SAEConfig.tiny()), acts, cfg)
+    raw = tmp_path / "c" / "raw.safetensors"
+    raw.write_bytes(os.urandom(raw.stat().st_size))
+    with pytest.raises(ValueError, match="raw.safetensors is damaged or truncated"):
+        train(TopKSAE(SAEConfig.tiny()), acts, cfg)
+
+
+def test_a_checkpoint_missing_a_file_is_refused(tmp_path):
+    acts = torch.randn(2048, 16)
+    cfg = TrainConfig.tiny(n_tokens=1024, checkpoint_every=512, checkpoint_dir=str(tmp_path / "c"), resume=True)
+    train(TopKSAE(SAEConfig.tiny()), acts, cfg)
+    (tmp_path / "c" / "ema.safetensors").unlink()
+    with pytest.raises(ValueError, match=r"incomplete: \['ema.safetensors'\] missing"):
+        train(TopKSAE(SAEConfig.tiny()), acts, cfg)

@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['get_device', 'seed_everything', 'patch', 'cache_dir', 'atomic_path', 'jsonable', 'save_json', 'load_json',
-           'file_sha256', 'dataclass_from_dict', 'progress', 'check_finite', 'close_matches']
+           'file_sha256', 'dataclass_from_dict', 'type_matches', 'check_types', 'progress', 'check_finite',
+           'close_matches']
 
 # %% ../nbs/00_core.ipynb #6518985a
 import contextlib
@@ -13,13 +14,17 @@ import difflib
 import hashlib
 import inspect
 import json
+import math
+import numbers
 import os
 import random
 import shutil
+import types
+import typing
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union, get_args, get_origin
 
 import numpy as np
 import torch
@@ -130,6 +135,37 @@ def dataclass_from_dict(cls: type, d: dict, what: str | None = None) -> Any:
     if unknown := sorted(set(d) - known):
         raise ValueError(f"{what or cls.__name__} has unknown fields {unknown}; known fields: {sorted(known)}")
     return cls(**d)
+
+# %% ../nbs/00_core.ipynb #3199a2ce
+def _describe(t: Any) -> str:
+    if get_origin(t) is Literal: return "one of " + ", ".join(repr(a) for a in get_args(t))
+    if get_origin(t) in (Union, types.UnionType): return " or ".join(_describe(a) for a in get_args(t))
+    if t is type(None): return "None"
+    if t is float: return "a finite number"
+    return {int: "an integer", bool: "True or False", str: "a string"}.get(t, getattr(t, "__name__", str(t)))
+
+def type_matches(v: Any, t: Any) -> bool:
+    "Whether `v` has the annotated type `t` (bool is not an int; a float must be finite; unknown annotations pass)."
+    origin, args = get_origin(t), get_args(t)
+    if t is Any: return True
+    if origin in (Union, types.UnionType): return any(type_matches(v, a) for a in args)
+    if origin is Literal: return any(v == a and type(v) is type(a) for a in args)
+    if t is type(None): return v is None
+    if t is bool: return isinstance(v, bool)
+    if t is int: return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    if t is float: return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        return isinstance(v, tuple) and len(v) == len(args) and all(map(type_matches, v, args))
+    if origin in (tuple, list): return isinstance(v, origin) and (not args or all(type_matches(x, args[0]) for x in v))
+    return isinstance(v, t) if isinstance(t, type) else True
+
+def check_types(obj: Any, what: str | None = None) -> None:
+    "Raise a ValueError naming the first field of the dataclass `obj` whose value does not have its annotated type."
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if not type_matches(v, hints[f.name]):
+            raise ValueError(f"{what or type(obj).__name__}.{f.name}={v!r}: expected {_describe(hints[f.name])}")
 
 # %% ../nbs/00_core.ipynb #cf698095
 def progress(it: Iterable | None = None, *, total: int | None = None, desc: str | None = None,
