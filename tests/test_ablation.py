@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from topk_sae.ablation import ablation_sparsity
-from topk_sae.activations import harvest
+from topk_sae.activations import harvest, run_to_hook
+from topk_sae.downstream import downstream_loss
 from topk_sae.lm import byte_tokenizer, load_model
 from topk_sae.model import SAEConfig, TopKSAE
 from topk_sae.tail import TailEngine, make_engine
@@ -87,3 +88,29 @@ def test_positions_without_active_latents_are_counted_not_nan(tiny_model):
                                 n_positions=3, progress=False)
     assert res.skipped["no_active_latent"] == 3 and len(res.per_ablation) == 0
     assert res.mean != res.mean and res.channel_mean == res.channel_mean  # NaN only where there is nothing to average
+
+
+def test_channel_rows_hold_the_hooked_activation_at_their_own_position(tiny_sae):
+    "The channel baseline zeroes x[t, c]: its rows carry that value, read independently from the hooked forward pass."
+    ctx = tiny_sae.contexts[300:302]
+    res = ablation_sparsity(tiny_sae.model, tiny_sae.sae, tiny_sae.hook, ctx, T=4, positions=[(0, 5), (1, 9)],
+                            n_channels=6, progress=False)
+    acts = run_to_hook(tiny_sae.model, ctx, tiny_sae.hook)
+    want = [acts[r.context, r.position, r.channel].item() for r in res.channel.itertuples()]
+    assert len(want) == 12 and torch.allclose(torch.tensor(want), torch.tensor(res.channel.value.tolist()), atol=1e-5)
+
+
+def test_the_mean_ablation_baseline_averages_positions_1_onward(tiny_sae):
+    "ce_mean against a hand-made mean-ablation: the mean of the harvested activations (position 0 left out)."
+    ctx = tiny_sae.contexts[300:304]
+    model, hook = tiny_sae.model, tiny_sae.hook
+    mean = harvest(model, hook, ctx, progress=False).mean(0)
+
+    def put_mean(act, hook):
+        act = act.clone()
+        act[:, 1:] = mean
+        return act
+    with model.hooks(fwd_hooks=[(hook, put_mean)]): logits = model(ctx)
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ctx[:, 1:].flatten())
+    got = downstream_loss(model, tiny_sae.sae, hook, ctx, progress=False).ce_mean
+    assert abs(got - ce.item()) < 1e-4
