@@ -4,7 +4,8 @@ import copy
 import pytest
 import torch
 
-from topk_sae.widgets import LatentInspector, PromptInspector
+from topk_sae.latents import AblationStep, LatentData, Snippet
+from topk_sae.widgets import LatentInspector, PromptInspector, latent_card_html
 
 HOOK = "blocks.0.hook_resid_post"
 
@@ -52,3 +53,15 @@ def test_prompt_to_latent(inspector):
     assert prompts.open_latent(prompts.latent.value).latent == inspector.data.latent == prompts.latent.value
     prompts.run("   ")
     assert "empty" in prompts.message.value and prompts.latent.options == ()
+
+
+def test_every_field_of_a_card_is_escaped():
+    "Markup in any text field (tokens, a band label, neighbours' tokens) reaches the card escaped, never raw."
+    evil = "<img src=x onerror=alert(1)>"
+    snip = Snippet(0, 1, [evil, " ok"], [1.0, 0.0], 0, 1.0)
+    step = AblationStep(3, evil, evil, 0.5, up=[(evil, 1.0)], down=[(evil, 0.5)])
+    d = LatentData(5, 10, 2, 0.2, 1.0, 1.0, top=[snip], quantiles=[(evil, [snip])], hist_edges=[0.0, 1.0],
+                   hist_counts=[2], promoted=[(evil, 1.0)], suppressed=[(evil, -1.0)], neighbors=[(1, 0.5)],
+                   ablation=[step])
+    card = latent_card_html(d)
+    assert evil not in card and "<img" not in card and card.count("&lt;img src=x onerror=alert(1)&gt;") == 9
