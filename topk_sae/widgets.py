@@ -47,7 +47,7 @@ def esc(v: Any) -> str:
 
 def _message(text: str) -> str:
     "A message for the user, escaped, in the widgets' warning style."
-    return f'<span class="tks-msg">{esc(text)}</span>'
+    return f'<span class="tks-msg">{html.escape(text, quote=False)}</span>'  # a text node: quotes need no escape
 
 def token_text(t: str) -> HTML:
     "A token's text, escaped for HTML, with line breaks and tabs made visible."
