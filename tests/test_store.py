@@ -1,5 +1,6 @@
 """The on-disk activation store: written while harvesting, read back shuffled in bounded memory, and
 refused clearly when it is truncated, incomplete or from another hook."""
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -81,3 +82,25 @@ def test_missing_and_incomplete_stores_are_refused(model, ctx, tmp_path):
     with pytest.raises(ValueError, match="NaN"):
         writer = StoreWriter(tmp_path / "n", model="tiny", hook=HOOK, context_len=17, d_model=4)
         writer.add(torch.full((3, 4), float("nan")))
+
+
+@pytest.mark.parametrize("entry", ["../outside.safetensors", "/etc/passwd", "link/shard.safetensors"])
+def test_manifest_entries_must_stay_inside_the_store(model, ctx, tmp_path, entry):
+    "`..`, an absolute path or a symlink out of the folder: refused by name before anything is read."
+    folder = harvest_to_store(model, "blocks.0.hook_resid_post", ctx[:8], tmp_path / "s", shard_tokens=64,
+                              progress=False).folder
+    (tmp_path / "elsewhere").mkdir()
+    (folder / "link").symlink_to(tmp_path / "elsewhere")
+    m = json.loads((folder / "manifest.json").read_text())
+    m["shards"][0]["file"] = entry
+    (folder / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ValueError, match="outside the store"): ActivationStore(folder)
+
+
+def test_a_manifest_whose_token_count_disagrees_with_its_shards_is_refused(model, ctx, tmp_path):
+    folder = harvest_to_store(model, "blocks.0.hook_resid_post", ctx[:8], tmp_path / "s", shard_tokens=64,
+                              progress=False).folder
+    m = json.loads((folder / "manifest.json").read_text())
+    m["tokens"] += 5
+    (folder / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ValueError, match="its shards hold"): ActivationStore(folder)

@@ -118,8 +118,15 @@ class ActivationStore:
                              f"({m.tokens:,} tokens) and the store is incomplete; harvest again with overwrite=True, "
                              "or open it with allow_incomplete=True to use those shards")
         if not m.shards: raise ValueError(f"{self.folder} holds no shards")
+        if (listed := sum(s["tokens"] for s in m.shards)) != m.tokens:
+            raise ValueError(f"{self.folder}/manifest.json says {m.tokens:,} tokens but its shards hold {listed:,}: "
+                             "the manifest was edited or damaged; harvest the store again")
+        inside = self.folder.resolve()
         for s in m.shards:
             f = self.folder / s["file"]
+            if Path(s["file"]).is_absolute() or inside not in f.resolve().parents:
+                raise ValueError(f"{self.folder}/manifest.json lists {s['file']!r}, which is outside the store: a "
+                                 "manifest names only files inside its own folder; harvest the store again")
             if not f.exists(): raise FileNotFoundError(f"shard {f} listed in the manifest is missing")
             if f.stat().st_size != s["bytes"]:
                 raise ValueError(f"shard {f} is {f.stat().st_size:,} bytes on disk but the manifest says "
