@@ -76,6 +76,13 @@ def _fsync(path: Path) -> None:
     if path.is_file():
         with open(path, "rb") as f: os.fsync(f.fileno())
 
+def _user_mode(path: Path) -> None:
+    "Give `path` (and a folder's contents) the permissions the user's umask gives new files, whatever wrote them."
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in [path, *(path.rglob("*") if path.is_dir() else [])]:
+        if not p.is_symlink(): p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
+
 # %% ../nbs/00_core.ipynb #0672388f
 @contextlib.contextmanager
 def atomic_path(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
@@ -87,6 +94,7 @@ def atomic_path(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
         yield tmp
         if not tmp.exists(): raise FileNotFoundError(f"nothing was written to {tmp}")
         _fsync(tmp)
+        _user_mode(tmp)  # safetensors writes 0600 files: follow the umask, as any other file does
         if path.exists() and not overwrite: return _remove(tmp)
         if tmp.is_dir() and path.exists():
             old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
