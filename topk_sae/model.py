@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -299,11 +299,19 @@ def _read_state(path: Path) -> dict[str, Tensor]:
     except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(f"SAE weights {f} are corrupt or truncated ({e}); restore the file or retrain") from e
 
+def _saved_cfg(path: Path) -> dict | None:
+    "The config `save` wrote into the weights file's own metadata (None for a file without one)."
+    with safe_open(path/"sae.safetensors", "pt") as h: meta = h.metadata() or {}
+    return json.loads(meta["cfg"]) if "cfg" in meta else None
+
 @patch
 def _load_state_(self: SparseAutoencoder, state: dict[str, Tensor], where: str) -> SparseAutoencoder:
     mine = self.state_dict()
     if problems := sorted(set(mine) ^ set(state)) + [k for k in mine if k in state and mine[k].shape != state[k].shape]:
         raise ValueError(f"weights in {where} do not match the config {self.cfg}: bad keys or shapes {problems}")
+    if bad := [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]:
+        raise ValueError(f"weights in {where} contain NaN or Inf values in {bad}: the SAE is damaged; restore it or "
+                         "retrain")
     self.load_state_dict(state)
     return self
 
@@ -316,7 +324,13 @@ def load_sae(path: str | Path, device: str | torch.device | None = None) -> Spar
     if (cls := SparseAutoencoder.FORMATS.get(fmt)) is None:
         raise ValueError(f"{path/'cfg.json'} has format {fmt!r}, not one of {sorted(SparseAutoencoder.FORMATS)}; "
                          "import the module that defines it first (the ReLU baseline: `import topk_sae.relu`)")
+    state = _read_state(path)
+    full, saved = {"format": fmt, **cfg}, _saved_cfg(path)
+    if saved is not None and saved != full:
+        diff = sorted(k for k in set(saved) | set(full) if saved.get(k) != full.get(k))
+        raise ValueError(f"{path/'cfg.json'} and {path/'sae.safetensors'} disagree on {diff}: the folder mixes two "
+                         "saves; restore the pair that belongs together")
     sae = cls(cls.Config.from_dict(cfg))
-    return sae._load_state_(_read_state(path), str(path)).to(get_device(device))
+    return sae._load_state_(state, str(path)).to(get_device(device))
 
 SparseAutoencoder.load = staticmethod(load_sae)
