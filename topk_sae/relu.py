@@ -26,9 +26,8 @@ class ReLUSAEConfig(SAEConfig):
     def __post_init__(self):
         if self.k == 0: object.__setattr__(self, "k", self.n_latents)
         super().__post_init__()
-        c = self.l1_coef
-        if isinstance(c, bool) or not isinstance(c, (int, float)) or not (c >= 0 and math.isfinite(c)):
-            raise ValueError(f"l1_coef={c!r} must be a finite number >= 0 (larger means sparser)")
+        if not self.l1_coef >= 0:  # its type (a finite number) is checked with the other fields
+            raise ValueError(f"l1_coef={self.l1_coef!r} must be a finite number >= 0 (larger means sparser)")
 
 # %% ../nbs/05a_relu.ipynb #67f29840
 class ReLUSAE(SparseAutoencoder):
