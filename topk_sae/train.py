@@ -29,7 +29,7 @@ from torch import Tensor
 
 from . import distributed as dist
 from .activations import ActivationSource, TensorSource
-from .core import atomic_path, check_finite, check_types, dataclass_from_dict, load_json, patch, save_json
+from .core import atomic_path, check_finite, check_types, dataclass_from_dict, file_sha256, load_json, patch, save_json
 from .core import progress as progress_bar
 from .kernels import WORKSPACE, Impl, fired_mask, kernel_path, release_grads_
 from .losses import LossInputs, StepOut
@@ -425,8 +425,11 @@ def load_state_dict(self: TrainState, state: dict) -> None:
     torch.set_rng_state(state["rng"].cpu())
 
 # %% ../nbs/05_train.ipynb #6ef149c9
+CHECKPOINT_FILES = ("sae.safetensors", "cfg.json", "raw.safetensors", "ema.safetensors", "trainer.pt", "train_cfg.json",
+                    "history.csv")  # what `save_checkpoint` writes into its folder, with their sha256 in checksums.json
+
 def save_checkpoint(path: str | Path, state: TrainState, history: pd.DataFrame) -> Path:
-    "Write a training checkpoint folder at `path`, atomically."
+    "Write a training checkpoint folder at `path`, atomically, with every file's checksum."
     d, tokens = state.state_dict(), state.steps_done * state.cfg.batch_tokens
     with atomic_path(path) as tmp:
         tmp.mkdir()
@@ -436,6 +439,7 @@ def save_checkpoint(path: str | Path, state: TrainState, history: pd.DataFrame) 
         torch.save({**d, "tokens": tokens}, tmp/"trainer.pt")
         save_json({"train": state.cfg.to_dict(), "tokens": tokens}, tmp/"train_cfg.json")
         history.to_csv(tmp/"history.csv", index=False)
+        save_json({f: file_sha256(tmp/f) for f in CHECKPOINT_FILES}, tmp/"checksums.json")
     path = Path(path)
     for left in [*path.parent.glob(f".{path.name}.tmp-*"), *path.parent.glob(f".{path.name}.old-*")]:
         shutil.rmtree(left, ignore_errors=True)  # halves of swaps a crash interrupted: the new checkpoint is whole
@@ -457,9 +461,6 @@ def _check_same(what: str, found: Path, saved: dict, mine: dict, fix: str) -> No
         changes = ", ".join(f"{k}={saved.get(k)!r} there, {mine[k]!r} here" for k in diff)
         raise ValueError(f"the checkpoint in {found} is {what}: {changes}{fix}")
 
-CHECKPOINT_FILES = ("sae.safetensors", "cfg.json", "raw.safetensors", "ema.safetensors", "trainer.pt", "train_cfg.json",
-                    "history.csv")  # what `save_checkpoint` writes into its folder
-
 def _read(path: Path, reader, *args, **kwargs):
     "`reader(path, ...)`, with a damaged file named in the error."
     try: return reader(path, *args, **kwargs)
@@ -473,6 +474,10 @@ def load_checkpoint(path: str | Path, state: TrainState) -> list[dict]:
     if missing := [f for f in CHECKPOINT_FILES if not (found / f).exists()]:
         raise ValueError(f"the checkpoint in {found} is incomplete: {missing} missing; restore them, or move the "
                          "folder away to start over")
+    sums = load_json(found/"checksums.json", "checkpoint checksums") if (found/"checksums.json").exists() else {}
+    if changed := [f for f, digest in sums.items() if file_sha256(found/f) != digest]:  # older checkpoints have none
+        raise ValueError(f"checkpoint files {changed} in {found} do not match the checksums written with them: they "
+                         "changed or were damaged after saving; restore them, or move the folder away to start over")
     saved = TrainConfig.from_dict(load_json(found/"train_cfg.json", "checkpoint config")["train"]).to_dict()
     mine = {k: v for k, v in state.cfg.to_dict().items() if k not in _RUN_ONLY}
     _check_same("from another training config", found, saved, mine, "; use another checkpoint_dir or resume=False")
