@@ -104,3 +104,14 @@ def test_a_manifest_whose_token_count_disagrees_with_its_shards_is_refused(model
     m["tokens"] += 5
     (folder / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ValueError, match="its shards hold"): ActivationStore(folder)
+
+
+def test_a_shard_changed_after_harvesting_is_named(model, ctx, tmp_path):
+    "Same size, other bytes: the size check passes, the checksum does not (once per shard, when it is first read)."
+    store = harvest_to_store(model, "blocks.0.hook_resid_post", ctx[:8], tmp_path / "s", shard_tokens=64,
+                             progress=False)
+    f = store.folder / store.manifest.shards[0]["file"]
+    raw = bytearray(f.read_bytes())
+    raw[-8:] = bytes(8)  # the last activation's bytes: still a valid file of the same size
+    f.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="does not match the checksum"): ActivationStore(store.folder).shard(0)

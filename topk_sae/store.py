@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from .activations import harvest_batches
-from .core import atomic_path, check_finite, load_json, save_json
+from .core import atomic_path, check_finite, file_sha256, load_json, save_json
 from .lm import check_hook, model_name
 
 # %% ../nbs/04a_store.ipynb #1277d926
@@ -75,7 +75,9 @@ class StoreWriter:
         self._pending, self._n_pending = ([rest] if len(rest) else []), len(rest)
         name = f"shard_{len(self.manifest.shards):05d}.safetensors"
         with atomic_path(self.folder / name) as tmp: save_file({"acts": shard}, tmp)
-        self.manifest.shards.append({"file": name, "tokens": len(shard), "bytes": (self.folder / name).stat().st_size})
+        f = self.folder / name
+        self.manifest.shards.append({"file": name, "tokens": len(shard), "bytes": f.stat().st_size,
+                                     "sha256": file_sha256(f)})
         self.manifest.tokens += len(shard)
         self._write_manifest()
 
@@ -131,14 +133,20 @@ class ActivationStore:
             if f.stat().st_size != s["bytes"]:
                 raise ValueError(f"shard {f} is {f.stat().st_size:,} bytes on disk but the manifest says "
                                  f"{s['bytes']:,}: it is truncated or half-written; harvest the store again")
-        self.window, self.d_model, self.hook = max(1, window), m.d_model, m.hook
+        self.window, self.d_model, self.hook, self._verified = max(1, window), m.d_model, m.hook, set()
         self._sizes = [s["tokens"] for s in m.shards]
 
     def __len__(self) -> int: return self.manifest.tokens
 
     def shard(self, i: int) -> Float[Tensor, "tok d_model"]:
         "The activations of shard `i`."
-        f = self.folder / self.manifest.shards[i]["file"]
+        s = self.manifest.shards[i]
+        f = self.folder / s["file"]
+        if i not in self._verified:  # once per shard and store object; stores from before checksums have none
+            if "sha256" in s and file_sha256(f) != s["sha256"]:
+                raise ValueError(f"shard {f} does not match the checksum in {self.folder}/manifest.json: it changed "
+                                 "or was damaged after harvesting; harvest the store again")
+            self._verified.add(i)
         try:
             with safe_open(str(f), "pt") as h: acts = h.get_tensor("acts")
         except (SafetensorError, OSError) as e:
