@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from topk_sae.activations import run_to_hooks
+from topk_sae.core import folder_lock
 from topk_sae.lm import load_model
 from topk_sae.model import SAEConfig, TopKSAE
 from topk_sae.store import ActivationStore, StoreWriter, harvest_to_store
@@ -115,3 +116,14 @@ def test_a_shard_changed_after_harvesting_is_named(model, ctx, tmp_path):
     raw[-8:] = bytes(8)  # the last activation's bytes: still a valid file of the same size
     f.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="does not match the checksum"): ActivationStore(store.folder).shard(0)
+
+
+def test_a_store_folder_is_written_by_one_writer_and_holds_only_its_files(model, ctx, tmp_path):
+    folder = tmp_path / "s"
+    with folder_lock(folder), pytest.raises(RuntimeError, match="is in use by pid"):  # another harvest writes there
+        harvest_to_store(model, "blocks.0.hook_resid_post", ctx[:8], folder, progress=False)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="holds files no store writes"):
+        harvest_to_store(model, "blocks.0.hook_resid_post", ctx[:8], tmp_path / "mine", progress=False)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

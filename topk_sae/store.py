@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from .activations import harvest_batches
-from .core import atomic_path, check_finite, file_sha256, load_json, save_json
+from .core import atomic_path, check_finite, file_sha256, folder_lock, load_json, save_json
 from .lm import check_hook, model_name
 
 # %% ../nbs/04a_store.ipynb #1277d926
@@ -50,6 +50,12 @@ class StoreWriter:
             raise FileExistsError(f"{self.folder} already holds an activation store; open it with "
                                   f"ActivationStore({str(self.folder)!r}) or pass overwrite=True to replace it")
         if shard_tokens < 1: raise ValueError(f"shard_tokens={shard_tokens} must be positive")
+        names = sorted(p.name for p in self.folder.iterdir()) if self.folder.is_dir() else []
+        if foreign := [n for n in names if n != "manifest.json" and not n.startswith(("shard_", ".shard_"))]:
+            raise FileExistsError(f"{self.folder} holds files no store writes ({', '.join(foreign[:5])}): "
+                                  "pass a new or empty folder for the store")
+        self._lock = folder_lock(self.folder, "activation store")
+        self._lock.__enter__()  # released by close() or a failed `with` block
         self.folder.mkdir(parents=True, exist_ok=True)
         for old in self.folder.glob("shard_*.safetensors"): old.unlink()
         self.manifest = StoreManifest(model=model, hook=hook, context_len=context_len, d_model=d_model,
@@ -94,12 +100,15 @@ class StoreWriter:
         if self._n_pending: self._flush(self._n_pending)
         self.manifest.complete = True
         self._write_manifest()
+        self._lock.__exit__(None, None, None)
         return ActivationStore(self.folder)
 
     def __enter__(self): return self
     def __exit__(self, exc_type, *_):
         if exc_type is None: self.close()
-        else: self._write_manifest()  # whole shards stay listed; the store stays marked incomplete
+        else:
+            self._write_manifest()  # whole shards stay listed; the store stays marked incomplete
+            self._lock.__exit__(None, None, None)
 
 # %% ../nbs/04a_store.ipynb #6cef8f61
 class ActivationStore:

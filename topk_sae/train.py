@@ -10,7 +10,8 @@ __all__ = ['init_distributed', 'TUNED_LR_SCALE', 'TUNED_AUX_COEF', 'TUNED_BETA1'
            'project_decoder_grad_', 'EMA', 'fold_decoder_norm_', 'ema_weights', 'ema_sae', 'untie_encoder_',
            'kernel_impl', 'has_bf16', 'wants_bf16', 'autocast_for', 'Adam', 'make_optimizer', 'TrainState',
            'save_checkpoint', 'find_checkpoint', 'load_checkpoint', 'TrainResult', 'as_source', 'check_source',
-           'log_row', 'checkpoint_due', 'FiniteWatch', 'resume', 'check_fits', 'to_device', 'train']
+           'log_row', 'checkpoint_due', 'FiniteWatch', 'resume', 'check_checkpoint_dir', 'check_fits', 'to_device',
+           'train']
 
 # %% ../nbs/05_train.ipynb #1c2b39a2
 import contextlib
@@ -27,9 +28,10 @@ from jaxtyping import Bool, Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from . import core
 from . import distributed as dist
 from .activations import ActivationSource, TensorSource
-from .core import atomic_path, check_finite, check_types, dataclass_from_dict, file_sha256, load_json, patch, save_json
+from .core import atomic_path, check_finite, check_types, dataclass_from_dict, load_json, patch, save_json
 from .core import progress as progress_bar
 from .kernels import WORKSPACE, Impl, fired_mask, kernel_path, release_grads_
 from .losses import LossInputs, StepOut
@@ -439,7 +441,7 @@ def save_checkpoint(path: str | Path, state: TrainState, history: pd.DataFrame) 
         torch.save({**d, "tokens": tokens}, tmp/"trainer.pt")
         save_json({"train": state.cfg.to_dict(), "tokens": tokens}, tmp/"train_cfg.json")
         history.to_csv(tmp/"history.csv", index=False)
-        save_json({f: file_sha256(tmp/f) for f in CHECKPOINT_FILES}, tmp/"checksums.json")
+        save_json({f: core.file_sha256(tmp/f) for f in CHECKPOINT_FILES}, tmp/"checksums.json")
     path = Path(path)
     for left in [*path.parent.glob(f".{path.name}.tmp-*"), *path.parent.glob(f".{path.name}.old-*")]:
         shutil.rmtree(left, ignore_errors=True)  # halves of swaps a crash interrupted: the new checkpoint is whole
@@ -475,7 +477,7 @@ def load_checkpoint(path: str | Path, state: TrainState) -> list[dict]:
         raise ValueError(f"the checkpoint in {found} is incomplete: {missing} missing; restore them, or move the "
                          "folder away to start over")
     sums = load_json(found/"checksums.json", "checkpoint checksums") if (found/"checksums.json").exists() else {}
-    if changed := [f for f, digest in sums.items() if file_sha256(found/f) != digest]:  # older checkpoints have none
+    if changed := [f for f, digest in sums.items() if core.file_sha256(found/f) != digest]:  # older ones have none
         raise ValueError(f"checkpoint files {changed} in {found} do not match the checksums written with them: they "
                          "changed or were damaged after saving; restore them, or move the folder away to start over")
     saved = TrainConfig.from_dict(load_json(found/"train_cfg.json", "checkpoint config")["train"]).to_dict()
@@ -582,6 +584,17 @@ def resume(cfg: TrainConfig, state: TrainState) -> list[dict]:
                          "files, or move the folder away (or pass another checkpoint_dir) to start over")
     return []
 
+def check_checkpoint_dir(cfg: TrainConfig) -> None:
+    "A checkpoint replaces its whole folder: refuse a `checkpoint_dir` that is a file, or holds others' files."
+    if not cfg.checkpoint_dir: return
+    folder = Path(cfg.checkpoint_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"checkpoint_dir={str(folder)!r} is a file; name a folder (new, or one a checkpoint wrote)")
+    ours = {*CHECKPOINT_FILES, "checksums.json"}
+    if folder.is_dir() and (foreign := sorted(p.name for p in folder.iterdir() if p.name not in ours)):
+        raise ValueError(f"checkpoint_dir {folder} holds files no checkpoint writes ({', '.join(foreign[:5])}): "
+                         "a checkpoint replaces the whole folder, so pass a new or empty folder")
+
 def check_fits(sae: SparseAutoencoder, cfg: TrainConfig, free_bytes: int | None = None) -> None:
     "Raise before any work when the run's memory plan exceeds the free memory (a GPU's, unless `free_bytes` is given)."
     if free_bytes is None and sae.device.type != "cuda": return
@@ -606,6 +619,12 @@ def train(sae: SparseAutoencoder, source: Tensor | ActivationSource, cfg: TrainC
     source, me, local = as_source(source), dist.rank(), cfg.batch_tokens // dist.world_size()
     check_source(source, sae, cfg)
     check_fits(sae, cfg)
+    check_checkpoint_dir(cfg)
+    writer = me == 0 and cfg.checkpoint_dir
+    with core.folder_lock(cfg.checkpoint_dir, "checkpoint folder") if writer else contextlib.nullcontext():
+        return _train(sae, source, cfg, me, local)
+
+def _train(sae: SparseAutoencoder, source: ActivationSource, cfg: TrainConfig, me: int, local: int) -> TrainResult:
     state = TrainState.start(sae, cfg, source.sample(cfg.init_tokens, seed=cfg.seed))
     rows = resume(cfg, state)
     batches, start = source.batches(cfg.batch_tokens, seed=cfg.seed, start=state.steps_done), time.perf_counter()
