@@ -16,6 +16,8 @@ import tokenize
 from dataclasses import fields
 from typing import Any, get_args, get_type_hints
 
+from safetensors import SafetensorError
+
 from .data import SOTU_SLICE, write_corpus_slice
 from .demo import DemoConfig, run_demo, summary_table
 from .laws import fit_laws, laws_table
@@ -100,6 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     command = args.pop("command")
     if command == "make-slice": return print(f"wrote {write_corpus_slice(args['out'])}") or 0
     try: return sweep_command(**args) if command == "sweep" else demo_command(**args)
-    except (ValueError, FileNotFoundError, ModuleNotFoundError, OSError) as e:
+    except (ValueError, OSError, ModuleNotFoundError, MemoryError, SafetensorError) as e:  # OSError: a full disk too
         print(f"topk-sae {command}: error: {e}", file=sys.stderr)
         return 2
