@@ -141,3 +141,14 @@ def test_encoder_runs_in_bf16_under_autocast():
     assert codes.top.acts.dtype == torch.bfloat16
     codes = encode_for_training(sae, x, 8)
     assert codes.top.acts.dtype == torch.float32
+
+
+@pytest.mark.parametrize("multi", [False, True])
+def test_chunked_encoder_steps_match_the_whole_matrix(multi):
+    "Pre-activations in tiles of 7 latents (a running top-k, AuxK in a second pass) train to the same weights."
+    base = TopKSAE(SAEConfig(d_model=12, n_latents=50, k=4), seed=3, dtype=torch.float64)
+    x = torch.randn(8, 12, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 3 + 1  # 32 picks < 50
+    base.init_from_data_(x)
+    tiled = steps_by_kernel(base, x, "sparse", all_dead=True, multi_topk=multi, encoder_chunk=7)
+    assert_steps_match(tiled, steps_by_kernel(base, x, "sparse", all_dead=True, multi_topk=multi))
+    assert tiled[0][0].aux.item() > 0  # AuxK ran through the tiles

@@ -4,12 +4,13 @@
 
 # %% auto #0
 __all__ = ['KernelPath', 'WORKSPACE', 'Impl', 'kernel_path', 'Workspace', 'release_grads_', 'scatter_outer',
-           'scatter_outer_bag', 'fired_mask', 'select_codes', 'TopKEncoder', 'TrainCodes', 'encode_for_training',
-           'gather_dot', 'SparseDecode', 'decode_for_training']
+           'scatter_outer_bag', 'fired_mask', 'select_codes', 'running_topk', 'select_codes_chunked', 'TopKEncoder',
+           'TrainCodes', 'encode_for_training', 'gather_dot', 'SparseDecode', 'decode_for_training']
 
 # %% ../nbs/01a_kernels.ipynb #bfae55ec
 import os
 import warnings
+from collections.abc import Iterator
 from typing import Literal, NamedTuple
 
 import torch
@@ -111,17 +112,54 @@ def select_codes(pre: Tensor, k: int, sort: bool, candidates: Tensor | None, k_a
     masked = pre.masked_fill_(~dead, float("-inf")) if inplace else pre.masked_fill(~dead, float("-inf"))
     return (top_v, top_i, *masked.topk(min(k_aux, n_dead), dim=-1, sorted=False))
 
+# %% ../nbs/01a_kernels.ipynb #0fb295a9
+def running_topk(tiles: Iterator[tuple[int, Tensor]], k: int) -> tuple[Tensor, Tensor]:
+    "The `k` largest values per row, and their column indices, over `(first column, tile)` pairs (unsorted)."
+    best_v = best_i = None
+    for j, t in tiles:
+        v, i = t.topk(min(k, t.shape[1]), dim=-1, sorted=False)
+        i = i + j
+        if best_v is not None: v, i = torch.cat([best_v, v], 1), torch.cat([best_i, i], 1)
+        if v.shape[1] > k:
+            v, pos = v.topk(k, dim=-1, sorted=False)
+            i = i.gather(1, pos)
+        best_v, best_i = v, i
+    return best_v, best_i
+
+def select_codes_chunked(x: Tensor, W: Tensor, bias: Tensor, k: int, sort: bool, candidates: Tensor | None,
+                         k_aux: int, k_fire: int, chunk: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    "`select_codes(x W + bias, ...)` from `(tok, chunk)` tiles: the `(tok, n_latents)` matrix is never made."
+    n = W.shape[1]
+    def tiles(mask: Tensor | None = None) -> Iterator[tuple[int, Tensor]]:
+        for j in range(0, n, chunk):
+            t = torch.addmm(bias[j:j + chunk], x, W[:, j:j + chunk])
+            yield j, t if mask is None else t.masked_fill_(~mask[j:j + chunk], float("-inf"))
+    top_v, top_i = running_topk(tiles(), k)
+    if sort:
+        top_v, order = top_v.sort(dim=-1, descending=True)
+        top_i = top_i.gather(1, order)
+    empty = (top_v.new_zeros(len(x), 0), top_i.new_zeros(len(x), 0))
+    if candidates is None or k_aux <= 0: return top_v, top_i, *empty
+    dead = candidates & ~fired_anywhere(fired_mask(top_i[:, :k_fire], top_v[:, :k_fire], n))
+    width = min(k_aux, n if kernel_path(x.device) == "cuda" else int(dead.sum()))  # the CPU caps it, as select_codes
+    if width == 0: return top_v, top_i, *empty
+    return (top_v, top_i, *running_topk(tiles(dead), width))
+
 # %% ../nbs/01a_kernels.ipynb #e1c8bbf6
 class TopKEncoder(torch.autograd.Function):
     "`select_codes((x - b_dec) W + b_enc, ...)` with a backward pass that touches only the selected latents."
     @staticmethod
     def forward(ctx, x: Tensor, W: Tensor, b_enc: Tensor, b_dec: Tensor, k: int, sort: bool, candidates: Tensor | None,
-                k_aux: int, k_fire: int):
-        reuse = kernel_path(x.device) == "cpu" and not torch.is_autocast_enabled("cpu")  # autocast skips `out=` ops
-        buf = WORKSPACE.take((len(x), W.shape[1]), torch.result_type(x, W), x.device) if reuse else None
-        pre = torch.addmm(b_enc - b_dec @ W, x, W, out=buf)
-        top_v, top_i, aux_v, aux_i = select_codes(pre, k, sort, candidates, k_aux, k_fire, inplace=True)
-        if reuse: WORKSPACE.give(pre)  # nothing refers to it now: the codes are copies
+                k_aux: int, k_fire: int, chunk: int | None = None):
+        if chunk and chunk < W.shape[1]:  # a dictionary too wide for one (tok, n_latents) matrix
+            top_v, top_i, aux_v, aux_i = select_codes_chunked(x, W, b_enc - b_dec @ W, k, sort, candidates, k_aux,
+                                                              k_fire, chunk)
+        else:
+            reuse = kernel_path(x.device) == "cpu" and not torch.is_autocast_enabled("cpu")  # autocast skips `out=`
+            buf = WORKSPACE.take((len(x), W.shape[1]), torch.result_type(x, W), x.device) if reuse else None
+            pre = torch.addmm(b_enc - b_dec @ W, x, W, out=buf)
+            top_v, top_i, aux_v, aux_i = select_codes(pre, k, sort, candidates, k_aux, k_fire, inplace=True)
+            if reuse: WORKSPACE.give(pre)  # nothing refers to it now: the codes are copies
         ctx.save_for_backward(x, W, b_dec, top_i, aux_i, torch.isfinite(aux_v))
         ctx.mark_non_differentiable(top_i, aux_i)
         return top_v, top_i, aux_v, aux_i
@@ -138,7 +176,7 @@ class TopKEncoder(torch.autograd.Function):
         gx = None
         if ctx.needs_input_grad[0]:
             gx = F.embedding_bag(idx, W.t().contiguous(), per_sample_weights=g.to(W.dtype), mode="sum")
-        return gx, gW, gb if ctx.needs_input_grad[2] else None, g_bdec, None, None, None, None, None
+        return gx, gW, gb if ctx.needs_input_grad[2] else None, g_bdec, None, None, None, None, None, None
 
 # %% ../nbs/01a_kernels.ipynb #dad72e5d
 Impl = Literal["sparse", "dense"]
@@ -151,10 +189,11 @@ class TrainCodes(NamedTuple):
 
 def encode_for_training(sae: TopKSAE, x_n: Float[Tensor, "tok d_model"], k: int,
                         dead_candidates: Bool[Tensor, " n_latents"] | None = None, k_aux: int = 0, sort: bool = False,
-                        impl: Impl = "sparse") -> TrainCodes:
+                        impl: Impl = "sparse", chunk: int | None = None) -> TrainCodes:
     "The training step's codes: the top `k`, and AuxK's `k_aux` among latents dead after this batch."
     args = (k, sort, dead_candidates, k_aux, min(k, sae.cfg.k))
-    if impl == "sparse": top_v, top_i, aux_v, aux_i = TopKEncoder.apply(x_n, sae.W_enc, sae.b_enc, sae.b_dec, *args)
+    if impl == "sparse":
+        top_v, top_i, aux_v, aux_i = TopKEncoder.apply(x_n, sae.W_enc, sae.b_enc, sae.b_dec, *args, chunk)
     elif impl == "dense": top_v, top_i, aux_v, aux_i = select_codes(sae.pre_acts(x_n), *args)
     else: raise ValueError(f"impl must be 'sparse' or 'dense', got {impl!r}")
     aux_on = torch.isfinite(aux_v).any() if kernel_path(x_n.device) == "cuda" and aux_v.shape[1] else None

@@ -26,6 +26,7 @@ class LossInputs(NamedTuple):
     aux_coef: float = 0.0  # weight of the auxiliary term in the total
     multi_topk: bool = False  # add the 4k reconstruction's loss / 8
     impl: Impl = "sparse"  # the kernels: "sparse" (topk_sae.kernels) or "dense" (plain autograd)
+    chunk: int | None = None  # latents per pre-activation tile of the sparse encoder; None: the whole matrix at once
 
 class StepOut(NamedTuple):
     "What one training step computed."
@@ -56,7 +57,8 @@ def topk_loss(sae: TopKSAE, x_n: Float[Tensor, "tok d_model"], inputs: LossInput
     "The TopK SAE's training objective: normalized MSE, plus the Multi-TopK term, plus `aux_coef` times AuxK."
     k, impl = sae.cfg.k, inputs.impl
     k_enc = min(4 * k, sae.cfg.n_latents) if inputs.multi_topk else k
-    codes = encode_for_training(sae, x_n, k_enc, inputs.dead, inputs.k_aux, sort=inputs.multi_topk, impl=impl)
+    codes = encode_for_training(sae, x_n, k_enc, inputs.dead, inputs.k_aux, sort=inputs.multi_topk, impl=impl,
+                                chunk=inputs.chunk)
     wide, top = codes.top, TopKOut(codes.top.acts[:, :k], codes.top.idx[:, :k])
     def decode(code: TopKOut) -> Tensor: return (decode_for_training(code, sae.W_dec, impl) + sae.b_dec).float()
     x_hat = decode(top)

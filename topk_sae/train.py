@@ -35,7 +35,7 @@ from .core import atomic_path, check_finite, check_types, dataclass_from_dict, l
 from .core import progress as progress_bar
 from .kernels import WORKSPACE, Impl, fired_mask, kernel_path, release_grads_
 from .losses import LossInputs, StepOut
-from .memory import largest_fit, plan
+from .memory import encoder_chunk, largest_fit, plan
 from .model import SparseAutoencoder, TopKOut, TopKSAE, unit_norm_decoder_, unit_rows
 
 init_distributed = dist.init_distributed  # joining a torchrun group: importable from here too, as it always was
@@ -81,6 +81,7 @@ class TrainConfig:
     init_tokens: int = 32768  # sample for the geometric median of `b_dec` and the loss normalizer
     kernels: Literal["auto", "sparse", "dense"] = "auto"  # sparse backward (topk_sae.kernels) or autograd; auto: sparse
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # encoder under bf16 autocast; auto: on CUDA only
+    encoder_chunk: int | None = None  # latents per pre-activation tile; None: whole unless huge (memory.encoder_chunk)
     log_every: int | None = None  # steps between history rows; None means about 200 rows per run
     checkpoint_every: int | None = None  # tokens between checkpoints; None means no checkpoints
     checkpoint_dir: str | None = None  # folder of the checkpoint (required with checkpoint_every)
@@ -89,7 +90,7 @@ class TrainConfig:
 
     def __post_init__(self):
         check_types(self)
-        sizes = ("n_tokens", "batch_tokens", "k_aux", "dead_tokens", "log_every", "checkpoint_every")
+        sizes = ("n_tokens", "batch_tokens", "k_aux", "dead_tokens", "log_every", "checkpoint_every", "encoder_chunk")
         for name in (*sizes, "lr", "adam_eps"):
             if (v := getattr(self, name)) is not None and not v > 0:
                 hint = "; leave it None for no checkpoints" if name == "checkpoint_every" else ""
@@ -370,11 +371,12 @@ class TrainState:
         return cls(sae, cfg, recipe, make_optimizer(sae, recipe, cfg.adam_eps), EMA(sae, recipe.ema_decay),
                    DeadLatents(sae.cfg.n_latents, sae.device), var0)
 
-    def loss_inputs(self, n_tokens: int) -> LossInputs:
-        "What the architecture's loss gets for a global batch of `n_tokens` tokens."
-        r = self.recipe
+    def loss_inputs(self, n_tokens: int, local_tokens: int | None = None) -> LossInputs:
+        "What the architecture's loss gets for a global batch of `n_tokens` tokens (`local_tokens` on this process)."
+        r, n = self.recipe, self.sae.cfg.n_latents
+        chunk = self.cfg.encoder_chunk or encoder_chunk(local_tokens or n_tokens, n)
         return LossInputs(self.var0, self.dead.candidates(n_tokens, r.dead_tokens), r.k_aux, r.aux_coef,
-                          self.cfg.multi_topk, kernel_impl(self.cfg))
+                          self.cfg.multi_topk, kernel_impl(self.cfg), chunk)
 
     def step(self, x: Float[Tensor, "tok d_model"]) -> StepOut:
         "One optimizer step on a batch of raw activations (this process's slice of the global batch)."
@@ -382,7 +384,7 @@ class TrainState:
         for group in opt.param_groups: group["lr"] = lr_at(self.steps_done, self.recipe, self.cfg.steps)
         x_n, _ = sae.normalize(x)
         n_tokens = len(x_n) * dist.world_size()  # the whole batch, over all processes
-        with autocast_for(self.cfg, sae.device): out = sae.training_loss(x_n, self.loss_inputs(n_tokens))
+        with autocast_for(self.cfg, sae.device): out = sae.training_loss(x_n, self.loss_inputs(n_tokens, len(x_n)))
         self.dead.update(out.top, n_tokens)
         release_grads_(sae)  # last step's large gradients go back to the kernels' workspace, to be written over
         opt.zero_grad(set_to_none=True)
@@ -448,7 +450,7 @@ def save_checkpoint(path: str | Path, state: TrainState, history: pd.DataFrame) 
     return path
 
 # %% ../nbs/05_train.ipynb #0940e782
-_RUN_ONLY = {"progress", "resume", "checkpoint_every", "checkpoint_dir", "log_every"}  # they do not change the result
+_RUN_ONLY = {"progress", "resume", "checkpoint_every", "checkpoint_dir", "log_every", "encoder_chunk"}  # same result
 
 def find_checkpoint(path: str | Path) -> Path | None:
     "The checkpoint folder at `path`, or the previous one a crash mid-swap left under a temporary name; else None."
