@@ -1,12 +1,15 @@
 """The `topk-sae` command with bad input: `error: ...` on stderr and exit status 2, before the expensive work (no model
 is loaded for a bad setting, no harvest for a bad site), never a traceback."""
+import json
+import warnings
+
 import pytest
 
 from topk_sae.cli import main
 from topk_sae.data import SOTU_SLICE
 
 TINY = ["demo", "--model", "tiny", "--corpus", str(SOTU_SLICE), "--tokens", "4096", "--heldout-tokens", "1024",
-        "--quiet", "--no-eval", "--cards", "0"]
+        "--quiet", "--no-eval", "--cards", "0", "--no-cache"]
 
 
 @pytest.mark.parametrize("extra,message", [
@@ -28,9 +31,12 @@ def test_an_output_that_is_a_file_is_refused_first(tmp_path, capsys):
     assert "is a file, not a folder" in capsys.readouterr().err
 
 
-def test_an_mlp_hook_sizes_the_sae_from_its_width(tmp_path, capsys):
-    "blocks.0.mlp.hook_post is d_mlp wide, not d_model: the demo reads the width off the hook."
-    assert main([*TINY, "--hook", "blocks.0.mlp.hook_post", "--n-latents", "512", "--out", str(tmp_path / "run")]) == 0
-    import json
+def test_an_mlp_hook_sizes_the_sae_from_its_width(tmp_path, isolated_cache):
+    "blocks.0.mlp.hook_post is d_mlp wide, not d_model: the demo reads the width off the hook; its cache is reused."
+    args = [*TINY[:-1], "--hook", "blocks.0.mlp.hook_post", "--n-latents", "512", "--out", str(tmp_path / "run")]
+    assert main(args) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second run reads the d_mlp-wide cache it wrote, without "harvesting again"
+        assert main([*args[:-1], str(tmp_path / "run2")]) == 0
     cfg = json.loads((tmp_path / "run" / "cfg.json").read_text())
     assert cfg["hook"] == "blocks.0.mlp.hook_post" and cfg["d_model"] == 256  # the tiny model's d_mlp (4 x 64)

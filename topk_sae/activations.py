@@ -88,11 +88,13 @@ def activation_key(model: Any, hook: str, contexts: Tensor, dtype: torch.dtype) 
         h.update(p.detach().flatten()[:: max(1, p.numel() // 4096)].float().cpu().numpy().tobytes())
     return h.hexdigest()[:20]
 
-def _read_cached(path: Path, key: str, shape: tuple) -> Tensor | None:
+def _read_cached(path: Path, key: str, rows: int) -> Tensor | None:
+    "The cached activations if they are this harvest's (its key covers model, hook and contexts; any width)."
     if not path.exists(): return None
     try:
         with safe_open(path, "pt") as f:
-            if f.metadata().get("key") == key and tuple(f.get_slice("acts").get_shape()) == shape:
+            shape = tuple(f.get_slice("acts").get_shape())
+            if f.metadata().get("key") == key and len(shape) == 2 and shape[0] == rows:
                 return f.get_tensor("acts")
         problem = "it was harvested from different inputs"
     except (SafetensorError, OSError, ValueError, KeyError) as e: problem = f"it is corrupt ({e})"
@@ -111,8 +113,7 @@ def harvest(model: Any, hook: str, contexts: Int[Tensor, "batch pos"], batch_siz
     if not cache: return _harvest(model, [hook], contexts, batch_size, dtype, progress)[hook]
     key = activation_key(model, hook, contexts, dtype)
     path = cache_dir("activations")/f"{key}.safetensors" if cache is True else Path(cache)
-    shape = (scored_rows(contexts), model.cfg.d_model)
-    if (acts := _read_cached(path, key, shape)) is not None: return acts
+    if (acts := _read_cached(path, key, scored_rows(contexts))) is not None: return acts
     acts = _harvest(model, [hook], contexts, batch_size, dtype, progress)[hook]
     meta = {"key": key, "model": model_name(model), "hook": hook, "contexts": str(tuple(contexts.shape)),
             "dtype": str(dtype)}
