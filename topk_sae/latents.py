@@ -116,9 +116,12 @@ class LatentIndex:
         lo, hi = self.offsets[latent], self.offsets[latent + 1]
         return self.rows[lo:hi], self.vals[lo:hi]
 
-    def check_latent(self, latent: int) -> int:
+    def check_latent(self, latent: Any) -> int:  # Any: this is where a non-index is refused
         "Return `latent`, or raise an error saying which latents exist."
-        if not isinstance(latent, (int, np.integer)) or not 0 <= latent < self.sae.cfg.n_latents:
+        if isinstance(latent, bool) or not isinstance(latent, (int, np.integer)):
+            raise TypeError(f"a latent is an integer index, got {type(latent).__name__} {latent!r}; "
+                            "pass int(...) of it (a one-element tensor: latent.item())")
+        if not 0 <= latent < self.sae.cfg.n_latents:
             raise ValueError(f"latent {latent} is out of range: this SAE has latents 0 .. {self.sae.cfg.n_latents - 1}")
         return int(latent)
 

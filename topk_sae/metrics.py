@@ -38,7 +38,11 @@ class Scan(NamedTuple):
     n_tokens: int
 
     @property
-    def fvu(self) -> float: return self.sse / self.sst
+    def fvu(self) -> float:
+        if not self.sst > 0:
+            raise ValueError("the held-out activations do not vary (in the SAE's normalized space), so FVU is "
+                             "undefined: evaluate on varied tokens (in 'layernorm' mode a constant token is all zeros)")
+        return self.sse / self.sst
     @property
     def density(self) -> Tensor: return self.fires.double() / self.n_tokens
     @property

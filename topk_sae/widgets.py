@@ -163,7 +163,7 @@ def show_latent(self: LatentInspector, latent: int) -> LatentData | None:
     "Open `latent`: compute its data and redraw the card and the histogram."
     start = time.perf_counter()
     try: self.data = latent_data(self.index, latent, sparsity=self.sparsity)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:  # a latent out of range, or not an index: a message, not a traceback
         self.message.value = _message(str(e))
         return None
     self.message.value, self.latent_box.value = "", self.data.latent
