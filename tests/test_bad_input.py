@@ -104,3 +104,10 @@ def test_a_text_file_that_is_not_utf8_is_named(tmp_path):
     f = tmp_path / "speech.txt"
     f.write_bytes("Fellow citizens, caf\xe9".encode("latin-1"))
     with pytest.raises(ValueError, match="speech.txt is not UTF-8 text"): load_corpus(f)
+
+
+def test_harvest_refuses_what_it_cannot_harvest(tiny_model):
+    ids = torch.randint(0, tiny_model.cfg.d_vocab, (4, 8))
+    with pytest.raises(ValueError, match="not \\(batch, pos, width\\)"):
+        harvest(tiny_model, "blocks.0.attn.hook_pattern", ids, progress=False)
+    # float or out-of-vocabulary ids: checked by check_contexts (04_activations), here already by the annotations
