@@ -179,10 +179,16 @@ def file_sha256(path: str | Path, chunk: int = 1 << 24) -> str:
 
 # %% ../nbs/00_core.ipynb #73922398
 def dataclass_from_dict(cls: type, d: dict, what: str | None = None) -> Any:
-    "Build the dataclass `cls` from `d`; unknown keys raise an error that lists the known ones."
+    "Build the dataclass `cls` from `d`; unknown or missing keys raise an error that names them."
+    what = what or cls.__name__
+    if not isinstance(d, dict):  # a file's content, so a ValueError like the others
+        raise ValueError(f"{what} must be a JSON object of fields, got {type(d).__name__}")  # noqa: TRY004
     known = {f.name for f in dataclasses.fields(cls)}
     if unknown := sorted(set(d) - known):
-        raise ValueError(f"{what or cls.__name__} has unknown fields {unknown}; known fields: {sorted(known)}")
+        raise ValueError(f"{what} has unknown fields {unknown}; known fields: {sorted(known)}")
+    required = {f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    if missing := sorted(required - set(d)): raise ValueError(f"{what} lacks the required fields {missing}")
     return cls(**d)
 
 # %% ../nbs/00_core.ipynb #3199a2ce
