@@ -44,9 +44,8 @@ docs: install
 test-fast: install
 	$(TEST_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
 
-# nbdev_export, with `__all__` rewrapped to 120 columns (nbdev's first line can run to 130; see tools/wrap_all.py)
 export:
-	$(BIN)/nbdev_export && $(BIN)/python tools/wrap_all.py && $(BIN)/nbdev_clean && $(BIN)/python tools/make_readme.py
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/python tools/make_readme.py
 
 # Benchmarks (run on purpose, never in CI): the peers live in .venv-bench so their pins never touch .venv.
 # Timed sections first, on an otherwise idle machine; the long sample-efficiency runs last.

@@ -162,3 +162,13 @@ def test_every_notebook_records_its_kernel(name):
     "Opened in Jupyter, a notebook starts its Python kernel without asking which one."
     spec = nbformat.read(NBS / name, as_version=4).metadata.get("kernelspec", {})
     assert spec.get("name") == "python3" and spec.get("language") == "python", f"{name}: kernelspec {spec}"
+
+
+def test_library_lines_fit_120_columns():
+    "Every line of topk_sae/ is at most 120 columns, but for the first line of the `__all__` nbdev writes itself."
+    long = []
+    for f in sorted((ROOT / "topk_sae").glob("*.py")):
+        if f.name == "_modidx.py": continue
+        for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+            if len(line) > 120 and not line.startswith("__all__ = ["): long.append(f"{f.name}:{i} ({len(line)})")
+    assert not long, f"lines over 120 columns (fix them in the notebooks, then make export): {long}"

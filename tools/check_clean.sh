@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fail if nbdev_clean, nbdev_export (with tools/wrap_all.py) or the README generator change any tracked file:
+# Fail if nbdev_clean, nbdev_export or the README generator change any tracked file:
 # the notebooks are the source, and topk_sae/ and README.md must be what they generate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,7 +7,6 @@ BIN=${VENV:-.venv}/bin
 before=$(git status --porcelain -- nbs topk_sae README.md)
 $BIN/nbdev_clean
 $BIN/nbdev_export
-$BIN/python tools/wrap_all.py
 $BIN/python tools/make_readme.py
 after=$(git status --porcelain -- nbs topk_sae README.md)
 if [ "$before" != "$after" ]; then
