@@ -127,3 +127,31 @@ def test_a_store_folder_is_written_by_one_writer_and_holds_only_its_files(model,
     with pytest.raises(FileExistsError, match="holds files no store writes"):
         harvest_to_store(model, "blocks.0.hook_resid_post", ctx[:8], tmp_path / "mine", progress=False)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_stopped_store_keeps_the_statistics_of_its_shards_and_resumes_checked(model, ctx, tmp_path):
+    "The manifest of a store that stopped describes the written tokens only; resuming checks every whole shard."
+    rows = torch.randn(250, model.cfg.d_model, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(RuntimeError, match="boom"), StoreWriter(tmp_path / "p", model="tiny", hook=HOOK,
+                                                                 context_len=17, d_model=model.cfg.d_model,
+                                                                 shard_tokens=100) as w:
+        w.add(rows)
+        raise RuntimeError("boom")
+    stats = ActivationStore(tmp_path / "p", allow_incomplete=True).stats()
+    torch.testing.assert_close(stats["mean"], rows[:200].double().mean(0).float())  # the 50 unwritten rows left out
+
+    store, batches = tmp_path / "h", []
+    def kill_third_batch(act, hook):
+        batches.append(len(act))
+        if len(batches) == 3: raise RuntimeError("killed")
+    model.add_hook(HOOK, kill_third_batch)
+    try:
+        with pytest.raises(RuntimeError, match="killed"):  # stopped after two batches of 8 contexts (256 tokens)
+            harvest_to_store(model, HOOK, ctx, store, batch_size=8, shard_tokens=100, progress=False)
+    finally: model.reset_hooks()
+    assert ActivationStore(store, allow_incomplete=True).manifest.tokens == 200
+    with pytest.raises(FileExistsError, match="resume=True"):
+        harvest_to_store(model, HOOK, ctx, store, progress=False)
+    (store / "shard_00000.safetensors").write_bytes(b"x" * (store / "shard_00000.safetensors").stat().st_size)
+    with pytest.raises(ValueError, match="shard_00000.safetensors does not match its checksum"):
+        harvest_to_store(model, HOOK, ctx, store, resume=True, progress=False)

@@ -6,6 +6,7 @@
 __all__ = ['STORE_FORMAT', 'StoreManifest', 'StoreWriter', 'ActivationStore', 'harvest_to_store']
 
 # %% ../nbs/04a_store.ipynb #a35a1501
+import hashlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from torch import Tensor
 
 from .activations import harvest_batches
 from .core import atomic_path, check_finite, file_sha256, folder_lock, load_json, save_json
+from .data import scored_per_context
 from .lm import check_hook, model_name
 
 # %% ../nbs/04a_store.ipynb #1277d926
@@ -39,16 +41,20 @@ class StoreManifest:
     var: list[float] = field(default_factory=list)  # per-dimension variance
     mean_sq_norm: float = 0.0  # E ||x||^2
     format: int = STORE_FORMAT
+    source: dict = field(default_factory=dict)  # what was harvested (the contexts' shape and SHA-256), for resuming
 
 # %% ../nbs/04a_store.ipynb #4d7245ac
 class StoreWriter:
     "Write activations into a sharded store folder; use as a context manager (a clean exit marks it complete)."
     def __init__(self, folder: str | Path, *, model: str, hook: str, context_len: int, d_model: int,
-                 shard_tokens: int = 2**16, dtype: torch.dtype = torch.float32, overwrite: bool = False):
+                 shard_tokens: int = 2**16, dtype: torch.dtype = torch.float32, overwrite: bool = False,
+                 source: dict | None = None, resume: bool = False):
         self.folder = Path(folder)
-        if (self.folder / "manifest.json").exists() and not overwrite:
+        exists = (self.folder / "manifest.json").exists()
+        if exists and not (overwrite or resume):
             raise FileExistsError(f"{self.folder} already holds an activation store; open it with "
-                                  f"ActivationStore({str(self.folder)!r}) or pass overwrite=True to replace it")
+                                  f"ActivationStore({str(self.folder)!r}), pass resume=True to continue an incomplete "
+                                  "one, or overwrite=True to replace it")
         if shard_tokens < 1: raise ValueError(f"shard_tokens={shard_tokens} must be positive")
         names = sorted(p.name for p in self.folder.iterdir()) if self.folder.is_dir() else []
         if foreign := [n for n in names if n != "manifest.json" and not n.startswith(("shard_", ".shard_"))]:
@@ -57,21 +63,46 @@ class StoreWriter:
         self._lock = folder_lock(self.folder, "activation store")
         self._lock.__enter__()  # released by close() or a failed `with` block
         self.folder.mkdir(parents=True, exist_ok=True)
-        for old in self.folder.glob("shard_*.safetensors"): old.unlink()
         self.manifest = StoreManifest(model=model, hook=hook, context_len=context_len, d_model=d_model,
-                                      dtype=str(dtype).removeprefix("torch."))
+                                      dtype=str(dtype).removeprefix("torch."), source=dict(source or {}))
         self.shard_tokens, self.dtype, self._pending, self._n_pending = shard_tokens, dtype, [], 0
         self._sum = torch.zeros(d_model, dtype=torch.float64)
         self._sumsq = torch.zeros(d_model, dtype=torch.float64)
+        try: self._continue() if resume and exists else self._drop_shards(keep=set())
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
         self._write_manifest()
+
+    def _drop_shards(self, keep: set[str]) -> None:
+        for old in self.folder.glob("shard_*.safetensors"):
+            if old.name not in keep: old.unlink()
+
+    def _continue(self) -> None:
+        "Take over the whole shards of the incomplete store in the folder (each checked against its checksum)."
+        old, here = StoreManifest(**load_json(self.folder / "manifest.json", "activation store manifest")), self.folder
+        fields = ("model", "hook", "context_len", "d_model", "dtype", "source")
+        if diff := [f"{k}: {getattr(old, k)!r} there, {getattr(self.manifest, k)!r} here" for k in fields
+                    if getattr(old, k) != getattr(self.manifest, k)]:
+            raise ValueError(f"{here} was harvested with other settings ({'; '.join(diff)}): resume only the same "
+                             "harvest, or pass overwrite=True to replace it")
+        if old.complete: raise FileExistsError(f"{here} is already complete: open it with ActivationStore")
+        if old.shards: ActivationStore(here, allow_incomplete=True)  # the manifest's paths and sizes are checked
+        for s in old.shards:
+            if file_sha256(here / s["file"]) != s.get("sha256"):
+                raise ValueError(f"shard {here / s['file']} does not match its checksum in {here}/manifest.json: "
+                                 "it cannot be continued; pass overwrite=True to harvest again")
+        self._drop_shards(keep={s["file"] for s in old.shards})  # a shard written after the last manifest
+        if old.tokens:
+            mean, var = torch.tensor(old.mean, dtype=torch.float64), torch.tensor(old.var, dtype=torch.float64)
+            self._sum, self._sumsq = mean * old.tokens, (var + mean ** 2) * old.tokens
+        self.manifest.shards, self.manifest.tokens = list(old.shards), old.tokens
 
     def add(self, acts: Float[Tensor, "tok d_model"]) -> None:
         "Append activations; whole shards are written as soon as they fill."
         if acts.ndim != 2 or acts.shape[1] != self.manifest.d_model:
             raise ValueError(f"expected (tok, {self.manifest.d_model}) activations, got {tuple(acts.shape)}")
         acts = check_finite(acts.detach().to("cpu", self.dtype), "activations written to the store")
-        a64 = acts.double()
-        self._sum += a64.sum(0); self._sumsq += a64.pow(2).sum(0)
         self._pending.append(acts); self._n_pending += len(acts)
         while self._n_pending >= self.shard_tokens: self._flush(self.shard_tokens)
 
@@ -81,6 +112,8 @@ class StoreWriter:
         self._pending, self._n_pending = ([rest] if len(rest) else []), len(rest)
         name = f"shard_{len(self.manifest.shards):05d}.safetensors"
         with atomic_path(self.folder / name) as tmp: save_file({"acts": shard}, tmp)
+        a64 = shard.double()  # the statistics count written tokens only, so a stopped store's are its shards'
+        self._sum += a64.sum(0); self._sumsq += a64.pow(2).sum(0)
         f = self.folder / name
         self.manifest.shards.append({"file": name, "tokens": len(shard), "bytes": f.stat().st_size,
                                      "sha256": file_sha256(f)})
@@ -126,8 +159,8 @@ class ActivationStore:
             raise ValueError(f"{self.folder} is a format-{m.format} store; this topk_sae reads format {STORE_FORMAT}")
         if not m.complete and not allow_incomplete:
             raise ValueError(f"{self.folder}: harvesting stopped after {len(m.shards)} whole shards "
-                             f"({m.tokens:,} tokens) and the store is incomplete; harvest again with overwrite=True, "
-                             "or open it with allow_incomplete=True to use those shards")
+                             f"({m.tokens:,} tokens) and the store is incomplete; call harvest_to_store again with "
+                             "resume=True to continue from there, or open it with allow_incomplete=True to use them")
         if not m.shards: raise ValueError(f"{self.folder} holds no shards")
         if (listed := sum(s["tokens"] for s in m.shards)) != m.tokens:
             raise ValueError(f"{self.folder}/manifest.json says {m.tokens:,} tokens but its shards hold {listed:,}: "
@@ -221,11 +254,21 @@ class ActivationStore:
 
 # %% ../nbs/04a_store.ipynb #4c4e2fbc
 def harvest_to_store(model: Any, hook: str, contexts: Int[Tensor, "batch pos"], folder: str | Path, *,
-                     batch_size: int = 32, shard_tokens: int = 2**16, overwrite: bool = False,
+                     batch_size: int = 32, shard_tokens: int = 2**16, overwrite: bool = False, resume: bool = False,
                      progress: bool = True) -> "ActivationStore":
     "Run `contexts` through `model` up to `hook` and write the activations into a store at `folder`."
     hook = check_hook(model, hook)
+    ids = contexts.detach().cpu().contiguous()
+    source = {"contexts": list(ids.shape), "contexts_sha256": hashlib.sha256(ids.numpy().tobytes()).hexdigest()}
+    manifest = Path(folder) / "manifest.json"
+    if resume and manifest.exists() and load_json(manifest, "activation store manifest").get("complete"):
+        store = ActivationStore(folder)
+        if store.manifest.source == source: return store  # harvested whole already
     with StoreWriter(folder, model=model_name(model), hook=hook, context_len=contexts.shape[1],
-                     d_model=model.cfg.d_model, shard_tokens=shard_tokens, overwrite=overwrite) as w:
-        for acts in harvest_batches(model, [hook], contexts, batch_size, progress): w.add(acts[hook])
+                     d_model=model.cfg.d_model, shard_tokens=shard_tokens, overwrite=overwrite, source=source,
+                     resume=resume) as w:
+        first, skip = divmod(w.manifest.tokens, scored_per_context(contexts.shape[1]))  # contexts already stored
+        for acts in harvest_batches(model, [hook], contexts[first:], batch_size, progress):
+            w.add(acts[hook][skip:])
+            skip = 0
     return ActivationStore(folder)
