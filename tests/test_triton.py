@@ -96,18 +96,31 @@ def test_grad_W_writes_only_the_selected_rows_of_out():
     torch.testing.assert_close(out[~untouched].double(), reference_grad_W(idx, vals, up, 12)[~untouched])
 
 
+def decode_and_grads(dec, idx, vals, W, up):
+    "A decoder's output and the gradients of (output * up).sum() with respect to the values and W_dec."
+    v, w = vals.clone().requires_grad_(), W.clone().requires_grad_()
+    y = dec(idx, v, w)
+    return (y, *torch.autograd.grad((y * up).sum(), (v, w)))
+
+
 @pytest.mark.parametrize("deterministic", [False, True])
-def test_autograd_equals_sparse_decode_on_a_padded_code(deterministic):
+def test_autograd_equals_sparse_decode(deterministic):
+    "Against SparseDecode, the CPU kernels (whose values' gradient wants distinct latents per token)."
+    idx, vals, W, up = problem(17, 6, 40, 33)
+    ours = decode_and_grads(lambda i, v, w: tk.sparse_decode(i, v, w, deterministic), idx, vals, W, up)
+    ref = decode_and_grads(lambda i, v, w: SparseDecode.apply(v, i, w), idx, vals, W, up)
+    assert type(ours[0].grad_fn).__name__ == "TritonDecodeBackward"
+    for a, r in zip(ours, ref): torch.testing.assert_close(a, r, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_autograd_on_a_padded_code(deterministic):
     "A fixed-width AuxK code where few latents are dead: the tail entries point at latent 0 with value 0."
     idx, vals, W, up = problem(17, 6, 40, 33)
     idx[:, 4:], vals[:, 4:] = 0, 0.0
-    outs = []
-    for dec in (lambda v, w: tk.sparse_decode(idx, v, w, deterministic), lambda v, w: SparseDecode.apply(v, idx, w)):
-        v, w = vals.clone().requires_grad_(), W.clone().requires_grad_()
-        y = dec(v, w)
-        outs.append((y, *torch.autograd.grad((y * up).sum(), (v, w))))
-    assert type(outs[0][0].grad_fn).__name__ == "TritonDecodeBackward"
-    for a, r in zip(*outs): torch.testing.assert_close(a, r, atol=1e-4, rtol=1e-4)
+    ours = decode_and_grads(lambda i, v, w: tk.sparse_decode(i, v, w, deterministic), idx, vals, W, up)
+    ref = decode_and_grads(lambda i, v, w: sparse_decode(TopKOut(v, i), w), idx, vals, W, up)
+    for a, r in zip(ours, ref): torch.testing.assert_close(a, r, atol=1e-4, rtol=1e-4)
 
 
 def test_deterministic_follows_torch_switch(monkeypatch):
@@ -133,13 +146,10 @@ def test_torch_path_when_switched_off(monkeypatch):
 @pytest.mark.skipif(DEV != "cuda", reason="bf16 numerics need a GPU (the interpreter's fp32-to-bf16 casts are wrong)")
 def test_bf16_equals_the_torch_path_on_cuda():
     idx, vals, W, up = problem(64, 16, 300, 256)
-    outs = []
-    for dec in (lambda v, w: tk.sparse_decode(idx, v, w), lambda v, w: sparse_decode(TopKOut(v, idx), w)):
-        v, w = vals.clone().requires_grad_(), W.bfloat16().requires_grad_()
-        y = dec(v, w)
-        outs.append((y.float(), *(t.float() for t in torch.autograd.grad((y.float() * up).sum(), (v, w)))))
-    assert type(outs[0][0].grad_fn).__name__ != type(outs[1][0].grad_fn).__name__
-    for a, r in zip(*outs): torch.testing.assert_close(a, r, atol=5e-2, rtol=3e-2)
+    ours = decode_and_grads(tk.sparse_decode, idx, vals, W.bfloat16(), up)
+    ref = decode_and_grads(lambda i, v, w: sparse_decode(TopKOut(v, i), w), idx, vals, W.bfloat16(), up)
+    assert type(ours[0].grad_fn).__name__ == "TritonDecodeBackward" and ours[2].dtype == torch.bfloat16
+    for a, r in zip(ours, ref): torch.testing.assert_close(a.float(), r.float(), atol=5e-2, rtol=3e-2)
 
 
 def test_decode_for_training_uses_triton_on_cuda_only():

@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['available', 'decode_forward', 'decode_grad_vals', 'decode_grad_W', 'TritonDecode', 'sparse_decode', 'aot_compile']
 
-# %% ../nbs/01c_triton.ipynb #f07e224d
+# %% ../nbs/01c_triton.ipynb #51750826
+import contextlib
 import os
 import warnings
 from typing import no_type_check
@@ -24,7 +25,7 @@ except ImportError:
     from types import SimpleNamespace
     triton, tl, HAS_TRITON = SimpleNamespace(jit=lambda fn: fn), SimpleNamespace(constexpr=int), False
 
-# %% ../nbs/01c_triton.ipynb #827d00c6
+# %% ../nbs/01c_triton.ipynb #14b543bb
 @triton.jit
 @no_type_check
 def _decode_kernel(idx_ptr, val_ptr, W_ptr, out_ptr, k, d, stride_w, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -41,7 +42,7 @@ def _decode_kernel(idx_ptr, val_ptr, W_ptr, out_ptr, k, d, stride_w, BLOCK_K: tl
         acc += tl.sum(v[:, None] * tile.to(tl.float32), axis=0)
     tl.store(out_ptr + b * d + cols, acc.to(out_ptr.dtype.element_ty), mask=cols < d)
 
-# %% ../nbs/01c_triton.ipynb #5a196e43
+# %% ../nbs/01c_triton.ipynb #5e2100ab
 @triton.jit
 @no_type_check
 def _grad_vals_kernel(idx_ptr, W_ptr, g_ptr, dvals_ptr, k, d, stride_w, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -58,7 +59,7 @@ def _grad_vals_kernel(idx_ptr, W_ptr, g_ptr, dvals_ptr, k, d, stride_w, BLOCK_K:
         acc += tl.sum(tile.to(tl.float32) * g[None, :], axis=1)
     tl.store(dvals_ptr + b * k + j, acc, mask=on)
 
-# %% ../nbs/01c_triton.ipynb #c810de20
+# %% ../nbs/01c_triton.ipynb #2369d444
 @triton.jit
 @no_type_check
 def _grad_W_atomic_kernel(idx_ptr, val_ptr, g_ptr, dW_ptr, k, d, stride_dw, BLOCK_K: tl.constexpr,
@@ -74,7 +75,7 @@ def _grad_W_atomic_kernel(idx_ptr, val_ptr, g_ptr, dW_ptr, k, d, stride_dw, BLOC
         tl.atomic_add(dW_ptr + rows[:, None] * stride_dw + cols[None, :], v[:, None] * g[None, :],
                       mask=on[:, None] & (cols[None, :] < d))
 
-# %% ../nbs/01c_triton.ipynb #d08582d4
+# %% ../nbs/01c_triton.ipynb #9a7148bc
 @triton.jit
 @no_type_check
 def _grad_W_sorted_kernel(rows_ptr, ends_ptr, order_ptr, val_ptr, g_ptr, dW_ptr, k, d, stride_dw,
@@ -95,15 +96,19 @@ def _grad_W_sorted_kernel(rows_ptr, ends_ptr, order_ptr, val_ptr, g_ptr, dW_ptr,
             acc += tl.sum(v[:, None] * g.to(tl.float32), axis=0)
         tl.store(dW_ptr + row.to(tl.int64) * stride_dw + cols, acc, mask=cols < d)
 
-# %% ../nbs/01c_triton.ipynb #0be8e6cb
+# %% ../nbs/01c_triton.ipynb #ab87d39e
 def available(device: torch.device | str = "cuda") -> bool:
     "Whether the Triton kernels can run on `device`: CUDA with Triton, or any device under Triton's interpreter."
     if not HAS_TRITON or os.environ.get("TOPK_SAE_TRITON", "1") == "0": return False
     return torch.device(device).type == "cuda" or type(_decode_kernel).__name__ == "InterpretedFunction"
 
-# %% ../nbs/01c_triton.ipynb #2630a2d2
+# %% ../nbs/01c_triton.ipynb #b69bbf0b
 def _blocks(k: int, d: int) -> tuple[int, int]:
     return min(16, triton.next_power_of_2(k)), min(128, triton.next_power_of_2(d))
+
+def _on(t: Tensor):
+    "Triton launches on the current CUDA device: make it `t`'s (a rank's GPU need not be device 0)."
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 def decode_forward(idx: Int[Tensor, "tok k"], vals: Float[Tensor, "tok k"],
                    W_dec: Float[Tensor, "n_latents d_model"]) -> Float[Tensor, "tok d_model"]:
@@ -112,11 +117,12 @@ def decode_forward(idx: Int[Tensor, "tok k"], vals: Float[Tensor, "tok k"],
     W_dec = W_dec if W_dec.stride(1) == 1 else W_dec.contiguous()
     out = torch.empty(tok, d, dtype=W_dec.dtype, device=W_dec.device)
     BLOCK_K, BLOCK_D = _blocks(k, d)
-    _decode_kernel[(tok, triton.cdiv(d, BLOCK_D))](idx.contiguous(), vals.to(W_dec.dtype).contiguous(), W_dec, out,
-                                                   k, d, W_dec.stride(0), BLOCK_K=BLOCK_K, BLOCK_D=BLOCK_D)
+    with _on(W_dec):
+        _decode_kernel[(tok, triton.cdiv(d, BLOCK_D))](idx.contiguous(), vals.to(W_dec.dtype).contiguous(), W_dec,
+                                                       out, k, d, W_dec.stride(0), BLOCK_K=BLOCK_K, BLOCK_D=BLOCK_D)
     return out
 
-# %% ../nbs/01c_triton.ipynb #1f0b71a4
+# %% ../nbs/01c_triton.ipynb #e2b3cb88
 def decode_grad_vals(idx: Int[Tensor, "tok k"], W_dec: Float[Tensor, "n_latents d_model"],
                      g: Float[Tensor, "tok d_model"]) -> Float[Tensor, "tok k"]:
     "`out[b, j] = W_dec[idx[b, j]] . g[b]`, in fp32: the gradient of the code's values."
@@ -124,11 +130,12 @@ def decode_grad_vals(idx: Int[Tensor, "tok k"], W_dec: Float[Tensor, "n_latents 
     W_dec = W_dec if W_dec.stride(1) == 1 else W_dec.contiguous()
     out = torch.empty(tok, k, dtype=torch.float32, device=W_dec.device)
     BLOCK_K, BLOCK_D = _blocks(k, d)
-    _grad_vals_kernel[(tok, triton.cdiv(k, BLOCK_K))](idx.contiguous(), W_dec, g.contiguous(), out, k, d,
-                                                      W_dec.stride(0), BLOCK_K=BLOCK_K, BLOCK_D=BLOCK_D)
+    with _on(W_dec):
+        _grad_vals_kernel[(tok, triton.cdiv(k, BLOCK_K))](idx.contiguous(), W_dec, g.contiguous(), out, k, d,
+                                                          W_dec.stride(0), BLOCK_K=BLOCK_K, BLOCK_D=BLOCK_D)
     return out
 
-# %% ../nbs/01c_triton.ipynb #201426f6
+# %% ../nbs/01c_triton.ipynb #4a615750
 def decode_grad_W(idx: Int[Tensor, "tok k"], vals: Float[Tensor, "tok k"], g: Float[Tensor, "tok d_model"], n: int,
                   deterministic: bool = False, out: Tensor | None = None) -> Float[Tensor, "n d_model"]:
     "`out[i] = sum of vals[b, j] * g[b] over idx[b, j] = i`, in fp32: atomic adds, or a sorted segment sum."
@@ -136,17 +143,18 @@ def decode_grad_W(idx: Int[Tensor, "tok k"], vals: Float[Tensor, "tok k"], g: Fl
     out = torch.zeros(n, d, dtype=torch.float32, device=g.device) if out is None else out
     BLOCK_K, BLOCK_D = _blocks(k, d)
     idx, vals, g = idx.contiguous(), vals.contiguous(), g.contiguous()
-    if not deterministic:
-        _grad_W_atomic_kernel[(tok, triton.cdiv(d, BLOCK_D))](idx, vals, g, out, k, d, out.stride(0),
-                                                              BLOCK_K=BLOCK_K, BLOCK_D=BLOCK_D)
-        return out
-    rows, order = idx.flatten().sort(stable=True)
-    ends = torch.searchsorted(rows, rows, right=True)  # one past each entry's run of equal latents
-    _grad_W_sorted_kernel[(tok * k, triton.cdiv(d, BLOCK_D))](rows, ends, order, vals, g, out, k, d, out.stride(0),
-                                                              BLOCK_T=BLOCK_K, BLOCK_D=BLOCK_D)
+    with _on(g):
+        if not deterministic:
+            _grad_W_atomic_kernel[(tok, triton.cdiv(d, BLOCK_D))](idx, vals, g, out, k, d, out.stride(0),
+                                                                  BLOCK_K=BLOCK_K, BLOCK_D=BLOCK_D)
+            return out
+        rows, order = idx.flatten().sort(stable=True)
+        ends = torch.searchsorted(rows, rows, right=True)  # one past each entry's run of equal latents
+        _grad_W_sorted_kernel[(tok * k, triton.cdiv(d, BLOCK_D))](rows, ends, order, vals, g, out, k, d,
+                                                                  out.stride(0), BLOCK_T=BLOCK_K, BLOCK_D=BLOCK_D)
     return out
 
-# %% ../nbs/01c_triton.ipynb #3126c611
+# %% ../nbs/01c_triton.ipynb #8b8ff540
 class TritonDecode(torch.autograd.Function):
     "`sparse_decode` as an autograd function: Triton forward, `decode_grad_vals` and `decode_grad_W` backward."
     @staticmethod
@@ -165,7 +173,7 @@ class TritonDecode(torch.autograd.Function):
             dW = decode_grad_W(idx, vals.to(W_dec.dtype), g, len(W_dec), ctx.deterministic).to(W_dec.dtype)
         return d_vals, None, dW, None
 
-# %% ../nbs/01c_triton.ipynb #62efb25b
+# %% ../nbs/01c_triton.ipynb #a944758b
 def sparse_decode(idx: Int[Tensor, "tok k"], vals: Float[Tensor, "tok k"], W_dec: Float[Tensor, "n_latents d_model"],
                   deterministic: bool | None = None) -> Float[Tensor, "tok d_model"]:
     "`sum_j vals[:, j] * W_dec[idx[:, j]]`, differentiable: Triton where `available`, else the torch path."
@@ -173,7 +181,7 @@ def sparse_decode(idx: Int[Tensor, "tok k"], vals: Float[Tensor, "tok k"], W_dec
     det = torch.are_deterministic_algorithms_enabled() if deterministic is None else deterministic
     return TritonDecode.apply(vals, idx, W_dec, det)
 
-# %% ../nbs/01c_triton.ipynb #00859f6f
+# %% ../nbs/01c_triton.ipynb #1f0d4bd5
 def _arg_type(name: str, dtype: str, index: str) -> str:
     "The type `triton.compile` gets for a kernel argument, from its name (every kernel names them alike)."
     if name.startswith("BLOCK"): return "constexpr"
