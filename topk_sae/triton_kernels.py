@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['available', 'decode_forward', 'decode_grad_vals', 'decode_grad_W', 'TritonDecode', 'sparse_decode', 'aot_compile']
 
-# %% ../nbs/01c_triton.ipynb #51750826
+# %% ../nbs/01c_triton.ipynb #8a5357d7
 import contextlib
 import os
 import warnings
@@ -25,7 +25,7 @@ except ImportError:
     from types import SimpleNamespace
     triton, tl, HAS_TRITON = SimpleNamespace(jit=lambda fn: fn), SimpleNamespace(constexpr=int), False
 
-# %% ../nbs/01c_triton.ipynb #14b543bb
+# %% ../nbs/01c_triton.ipynb #e8eca4df
 @triton.jit
 @no_type_check
 def _decode_kernel(idx_ptr, val_ptr, W_ptr, out_ptr, k, d, stride_w, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -42,7 +42,7 @@ def _decode_kernel(idx_ptr, val_ptr, W_ptr, out_ptr, k, d, stride_w, BLOCK_K: tl
         acc += tl.sum(v[:, None] * tile.to(tl.float32), axis=0)
     tl.store(out_ptr + b * d + cols, acc.to(out_ptr.dtype.element_ty), mask=cols < d)
 
-# %% ../nbs/01c_triton.ipynb #5e2100ab
+# %% ../nbs/01c_triton.ipynb #8a7f5bac
 @triton.jit
 @no_type_check
 def _grad_vals_kernel(idx_ptr, W_ptr, g_ptr, dvals_ptr, k, d, stride_w, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -59,7 +59,7 @@ def _grad_vals_kernel(idx_ptr, W_ptr, g_ptr, dvals_ptr, k, d, stride_w, BLOCK_K:
         acc += tl.sum(tile.to(tl.float32) * g[None, :], axis=1)
     tl.store(dvals_ptr + b * k + j, acc, mask=on)
 
-# %% ../nbs/01c_triton.ipynb #2369d444
+# %% ../nbs/01c_triton.ipynb #602aa8cc
 @triton.jit
 @no_type_check
 def _grad_W_atomic_kernel(idx_ptr, val_ptr, g_ptr, dW_ptr, k, d, stride_dw, BLOCK_K: tl.constexpr,
@@ -75,7 +75,7 @@ def _grad_W_atomic_kernel(idx_ptr, val_ptr, g_ptr, dW_ptr, k, d, stride_dw, BLOC
         tl.atomic_add(dW_ptr + rows[:, None] * stride_dw + cols[None, :], v[:, None] * g[None, :],
                       mask=on[:, None] & (cols[None, :] < d))
 
-# %% ../nbs/01c_triton.ipynb #9a7148bc
+# %% ../nbs/01c_triton.ipynb #605e3632
 @triton.jit
 @no_type_check
 def _grad_W_sorted_kernel(rows_ptr, ends_ptr, order_ptr, val_ptr, g_ptr, dW_ptr, k, d, stride_dw,
@@ -96,13 +96,13 @@ def _grad_W_sorted_kernel(rows_ptr, ends_ptr, order_ptr, val_ptr, g_ptr, dW_ptr,
             acc += tl.sum(v[:, None] * g.to(tl.float32), axis=0)
         tl.store(dW_ptr + row.to(tl.int64) * stride_dw + cols, acc, mask=cols < d)
 
-# %% ../nbs/01c_triton.ipynb #ab87d39e
+# %% ../nbs/01c_triton.ipynb #b361a17f
 def available(device: torch.device | str = "cuda") -> bool:
     "Whether the Triton kernels can run on `device`: CUDA with Triton, or any device under Triton's interpreter."
     if not HAS_TRITON or os.environ.get("TOPK_SAE_TRITON", "1") == "0": return False
     return torch.device(device).type == "cuda" or type(_decode_kernel).__name__ == "InterpretedFunction"
 
-# %% ../nbs/01c_triton.ipynb #b69bbf0b
+# %% ../nbs/01c_triton.ipynb #91260f3d
 def _blocks(k: int, d: int) -> tuple[int, int]:
     return min(16, triton.next_power_of_2(k)), min(128, triton.next_power_of_2(d))
 
@@ -122,7 +122,7 @@ def decode_forward(idx: Int[Tensor, "tok k"], vals: Float[Tensor, "tok k"],
                                                        out, k, d, W_dec.stride(0), BLOCK_K=BLOCK_K, BLOCK_D=BLOCK_D)
     return out
 
-# %% ../nbs/01c_triton.ipynb #e2b3cb88
+# %% ../nbs/01c_triton.ipynb #80a291da
 def decode_grad_vals(idx: Int[Tensor, "tok k"], W_dec: Float[Tensor, "n_latents d_model"],
                      g: Float[Tensor, "tok d_model"]) -> Float[Tensor, "tok k"]:
     "`out[b, j] = W_dec[idx[b, j]] . g[b]`, in fp32: the gradient of the code's values."
@@ -135,7 +135,7 @@ def decode_grad_vals(idx: Int[Tensor, "tok k"], W_dec: Float[Tensor, "n_latents 
                                                           W_dec.stride(0), BLOCK_K=BLOCK_K, BLOCK_D=BLOCK_D)
     return out
 
-# %% ../nbs/01c_triton.ipynb #4a615750
+# %% ../nbs/01c_triton.ipynb #c507fe50
 def decode_grad_W(idx: Int[Tensor, "tok k"], vals: Float[Tensor, "tok k"], g: Float[Tensor, "tok d_model"], n: int,
                   deterministic: bool = False, out: Tensor | None = None) -> Float[Tensor, "n d_model"]:
     "`out[i] = sum of vals[b, j] * g[b] over idx[b, j] = i`, in fp32: atomic adds, or a sorted segment sum."
@@ -154,7 +154,7 @@ def decode_grad_W(idx: Int[Tensor, "tok k"], vals: Float[Tensor, "tok k"], g: Fl
                                                                   out.stride(0), BLOCK_T=BLOCK_K, BLOCK_D=BLOCK_D)
     return out
 
-# %% ../nbs/01c_triton.ipynb #8b8ff540
+# %% ../nbs/01c_triton.ipynb #fbc9aba9
 class TritonDecode(torch.autograd.Function):
     "`sparse_decode` as an autograd function: Triton forward, `decode_grad_vals` and `decode_grad_W` backward."
     @staticmethod
@@ -173,7 +173,7 @@ class TritonDecode(torch.autograd.Function):
             dW = decode_grad_W(idx, vals.to(W_dec.dtype), g, len(W_dec), ctx.deterministic).to(W_dec.dtype)
         return d_vals, None, dW, None
 
-# %% ../nbs/01c_triton.ipynb #a944758b
+# %% ../nbs/01c_triton.ipynb #a60e0cc2
 def sparse_decode(idx: Int[Tensor, "tok k"], vals: Float[Tensor, "tok k"], W_dec: Float[Tensor, "n_latents d_model"],
                   deterministic: bool | None = None) -> Float[Tensor, "tok d_model"]:
     "`sum_j vals[:, j] * W_dec[idx[:, j]]`, differentiable: Triton where `available`, else the torch path."
@@ -181,7 +181,7 @@ def sparse_decode(idx: Int[Tensor, "tok k"], vals: Float[Tensor, "tok k"], W_dec
     det = torch.are_deterministic_algorithms_enabled() if deterministic is None else deterministic
     return TritonDecode.apply(vals, idx, W_dec, det)
 
-# %% ../nbs/01c_triton.ipynb #1f0d4bd5
+# %% ../nbs/01c_triton.ipynb #a6898403
 def _arg_type(name: str, dtype: str, index: str) -> str:
     "The type `triton.compile` gets for a kernel argument, from its name (every kernel names them alike)."
     if name.startswith("BLOCK"): return "constexpr"
