@@ -65,7 +65,7 @@ def main() -> None:
         sys.exit("bench/triton_decode.py: Triton does not import here (or TOPK_SAE_TRITON=0): nothing to compare")
     # (tokens, k, n_latents, d_model): the sizes, a GPU-sized batch, 2^20 latents, GPT-2 medium's width
     configs = [(4096, 32, 16384, 576), (16384, 32, 131072, 768), (4096, 64, 2**20, 768), (4096, 32, 131072, 4096)]
-    lines = [f"### Decoder on {torch.cuda.get_device_name()}, fp32 W_dec, torch {torch.__version__}",
+    lines = [f"### Triton decoder on {torch.cuda.get_device_name()}, fp32 W_dec, torch {torch.__version__}",
              f"Median of {args.repeats} interleaved repeats after 3 warm-ups, device synchronized around each call.",
              "",
              "| tokens | k | n_latents | d_model | runner | median ms | vs embedding_bag | max abs diff |",
