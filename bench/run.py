@@ -281,6 +281,10 @@ def combine() -> None:
     gpu = RESULTS / "gpu.md"  # written by bench/gpu.py on a GPU machine (tools/gpu_check.sh)
     parts.append(gpu.read_text() if gpu.exists() else "### Training step on a GPU\n\n(not measured yet: no GPU was lent; "
                  "`tools/gpu_check.sh` runs tests/test_gpu.py and bench/gpu.py on one, copy its gpu.md to bench/results/)\n")
+    triton = RESULTS / "triton_decode.md"  # written by bench/triton_decode.py on a GPU machine (tools/gpu_check.sh)
+    parts.append(triton.read_text() if triton.exists() else "### Triton decoder on a GPU\n\n(not measured yet: no GPU "
+                 "was lent; `tools/gpu_check.sh` runs tests/test_triton.py and bench/triton_decode.py on one, the Triton "
+                 "decoder's forward and backward against embedding_bag; copy its triton_decode.md to bench/results/)\n")
     text = "\n".join(parts)
     tmp = HERE / ".results.md.tmp"
     tmp.write_text(text); tmp.replace(HERE / "results.md")

@@ -227,7 +227,10 @@ class SparseDecode(torch.autograd.Function):
 
 def decode_for_training(top: TopKOut, W_dec: Float[Tensor, "n_latents d_model"],
                         impl: Impl = "sparse") -> Float[Tensor, "tok d_model"]:
-    "`sparse_decode(top, W_dec)`, differentiable: `SparseDecode` ('sparse', CPU) or autograd through `embedding_bag`."
+    "`sparse_decode(top, W_dec)`, differentiable: `SparseDecode` ('sparse', CPU), Triton ('sparse', CUDA) or autograd."
     if impl == "sparse" and kernel_path(W_dec.device) == "cpu" and top.idx.shape[1] > 0:
         return SparseDecode.apply(top.acts, top.idx, W_dec)
+    if impl == "sparse" and W_dec.is_cuda:
+        from topk_sae import triton_kernels  # on first use: importing Triton takes a second
+        if triton_kernels.available(W_dec.device): return triton_kernels.sparse_decode(top.idx, top.acts, W_dec)
     return sparse_decode(top, W_dec)
