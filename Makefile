@@ -35,6 +35,8 @@ test: lint-nbs docs
 		tests/test_recipe.py tests/test_properties.py tests/test_resume.py tests/test_distributed.py
 	# the GPU checks' logic, on the CPU (on a GPU the line above already ran them on CUDA)
 	$(TEST_ENV) TOPK_SAE_TEST_DEVICE=cpu $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_gpu.py
+	# the Triton kernels in Triton's interpreter, against the torch reference (and compiled ahead of time for sm_75/80/90)
+	$(TEST_ENV) TRITON_INTERPRET=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_triton.py
 
 # The docs site, offline: nbdev's processed notebooks (_proc/) rendered by nbconvert into _site/ (tests/test_docs.py
 # opens every page). With Quarto installed, `nbdev_docs` / `nbdev_preview` render the same notebooks instead.
