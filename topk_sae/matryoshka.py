@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['default_prefixes', 'MatryoshkaConfig', 'group_code', 'prefix_reconstructions', 'MatryoshkaSAE', 'prefix_fvu']
 
-# %% ../nbs/05c_matryoshka.ipynb #5f07e8a7
+# %% ../nbs/05c_matryoshka.ipynb #ca62b2b8
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 
@@ -16,21 +16,21 @@ from torch import Tensor
 
 from . import kernels
 from .batchtopk import BatchTopKSAE
+from .core import dataclass_from_dict
 from .model import SAEConfig, SparseAutoencoder, TopKOut
 
-# %% ../nbs/05c_matryoshka.ipynb #f69ba363
+# %% ../nbs/05c_matryoshka.ipynb #9ddaae14
 def default_prefixes(n_latents: int) -> tuple[int, ...]:
     "The ends of the nested dictionaries: `n/16, n/8, n/4, n/2, n` (fewer when `n` is too small to halve)."
     return tuple(sorted({max(1, n_latents // d) for d in (16, 8, 4, 2)} | {n_latents}))
 
-# %% ../nbs/05c_matryoshka.ipynb #9e09033c
+# %% ../nbs/05c_matryoshka.ipynb #6a848e7c
 @dataclass(frozen=True)
 class MatryoshkaConfig(SAEConfig):
     "Architecture of a Matryoshka SAE: an `SAEConfig` (`k` is the mean latents per token) plus the nested prefixes."
     prefixes: tuple[int, ...] | None = None  # ends of the nested dictionaries, the last n_latents; None: the default
 
     def __post_init__(self):
-        if isinstance(self.prefixes, list): object.__setattr__(self, "prefixes", tuple(self.prefixes))  # from JSON
         super().__post_init__()
         if self.prefixes is None: object.__setattr__(self, "prefixes", default_prefixes(self.n_latents))
         p, n = self.prefixes, self.n_latents
@@ -40,7 +40,12 @@ class MatryoshkaConfig(SAEConfig):
 
     def to_dict(self) -> dict: return {**asdict(self), "prefixes": list(self.prefixes)}  # as JSON holds it
 
-# %% ../nbs/05c_matryoshka.ipynb #290ad7f5
+    @classmethod
+    def from_dict(cls, d: dict) -> "MatryoshkaConfig":
+        listed = {"prefixes": tuple(d["prefixes"])} if isinstance(d, dict) and d.get("prefixes") else {}
+        return dataclass_from_dict(cls, {**d, **listed}, "Matryoshka SAE config")
+
+# %% ../nbs/05c_matryoshka.ipynb #f5340cdd
 def group_code(code: TopKOut, lo: int, hi: int) -> TopKOut:
     "The entries of `code` with latent index in `[lo, hi)` and a positive value, zero-padded to the widest token."
     inside = (code.idx >= lo) & (code.idx < hi) & (code.acts > 0)
@@ -49,7 +54,7 @@ def group_code(code: TopKOut, lo: int, hi: int) -> TopKOut:
     keep = inside.gather(1, pos)
     return TopKOut(torch.where(keep, code.acts.gather(1, pos), 0.0), code.idx.gather(1, pos))
 
-# %% ../nbs/05c_matryoshka.ipynb #e8a5956d
+# %% ../nbs/05c_matryoshka.ipynb #5a40267f
 def prefix_reconstructions(code: TopKOut, W_dec: Float[Tensor, "n_latents d_model"], b_dec: Float[Tensor, " d_model"],
                            prefixes: tuple[int, ...], impl: kernels.Impl = "sparse") -> list[Tensor]:
     "`b_dec` plus the decoded latents below each prefix, cumulatively: every group of latents is decoded once."
@@ -61,7 +66,7 @@ def prefix_reconstructions(code: TopKOut, W_dec: Float[Tensor, "n_latents d_mode
         lo = hi
     return out
 
-# %% ../nbs/05c_matryoshka.ipynb #732ac328
+# %% ../nbs/05c_matryoshka.ipynb #f3029c50
 class MatryoshkaSAE(BatchTopKSAE):
     "Matryoshka BatchTopK SAE (arXiv:2503.17547): the loss averages the reconstructions of nested prefixes of latents."
     FORMAT = "topk_sae.MatryoshkaSAE/1"
@@ -78,7 +83,7 @@ class MatryoshkaSAE(BatchTopKSAE):
         "One normalized reconstruction per prefix (`prefix_reconstructions`), the full dictionary's last."
         return prefix_reconstructions(code, self.W_dec, self.b_dec, self.cfg.prefixes, impl)
 
-# %% ../nbs/05c_matryoshka.ipynb #2c88d86e
+# %% ../nbs/05c_matryoshka.ipynb #49a9cc61
 @torch.no_grad()
 def prefix_fvu(sae: SparseAutoencoder, acts: Float[Tensor, "tok d_model"], prefixes: tuple[int, ...] | None = None,
                batch_tokens: int = 8192) -> pd.DataFrame:
