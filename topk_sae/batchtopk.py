@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['batch_topk', 'threshold_code', 'batch_select', 'BatchTopKEncoder', 'encode_for_batch_training', 'BatchTopKSAE']
 
-# %% ../nbs/05b_batchtopk.ipynb #84595f5c
+# %% ../nbs/05b_batchtopk.ipynb #0a653aa5
 from typing import ClassVar
 
 import torch
@@ -18,7 +18,7 @@ from .core import patch
 from .losses import LossInputs, StepOut, auxk_loss, normalized_mse
 from .model import SAEConfig, SparseAutoencoder, TopKOut, topk_code
 
-# %% ../nbs/05b_batchtopk.ipynb #3600c1cf
+# %% ../nbs/05b_batchtopk.ipynb #a3600a41
 def batch_topk(pre: Float[Tensor, "tok n_latents"], k: int) -> TopKOut:
     "The `len(pre) * k` largest entries of `pre`, per token, padded with `-inf` to the widest token (before ReLU)."
     keep = pre.flatten().topk(len(pre) * k, sorted=False).indices
@@ -26,14 +26,14 @@ def batch_topk(pre: Float[Tensor, "tok n_latents"], k: int) -> TopKOut:
     width = max(1, int(chosen.sum(1).max())) if len(pre) else 1  # a host sync: the code's width
     return TopKOut(*pre.masked_fill(~chosen, float("-inf")).topk(width, dim=-1, sorted=False))
 
-# %% ../nbs/05b_batchtopk.ipynb #8a49663a
+# %% ../nbs/05b_batchtopk.ipynb #f5ab885f
 def threshold_code(pre: Float[Tensor, "tok n_latents"], threshold: Tensor) -> TopKOut:
     "Every pre-activation above `threshold` (and above 0), per token, zero-padded to the widest token."
     z = pre.masked_fill(pre <= threshold.clamp_min(0), 0.0)
     width = max(1, int((z > 0).sum(1).max())) if len(z) else 1
     return TopKOut(*z.topk(width, dim=-1, sorted=False))
 
-# %% ../nbs/05b_batchtopk.ipynb #91402ce5
+# %% ../nbs/05b_batchtopk.ipynb #b676bc64
 def batch_select(pre: Float[Tensor, "tok n_latents"], k: int, candidates: Tensor | None, k_aux: int,
                  inplace: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     "`batch_topk(pre, k)` (values, indices) and AuxK's top `k_aux` among the candidates that did not fire in it."
@@ -43,7 +43,7 @@ def batch_select(pre: Float[Tensor, "tok n_latents"], k: int, candidates: Tensor
     _, _, aux_v, aux_i = kernels.select_codes(pre, 1, False, dead, k_aux, 0, inplace=inplace)
     return top.acts, top.idx, aux_v, aux_i
 
-# %% ../nbs/05b_batchtopk.ipynb #9f52f09a
+# %% ../nbs/05b_batchtopk.ipynb #1db773a1
 class BatchTopKEncoder(kernels.TopKEncoder):
     "`batch_select((x - b_dec) W + b_enc, ...)` with `TopKEncoder`'s backward, which touches only the selected latents."
     @staticmethod
@@ -55,7 +55,7 @@ class BatchTopKEncoder(kernels.TopKEncoder):
         ctx.mark_non_differentiable(top_i, aux_i)
         return top_v, top_i, aux_v, aux_i
 
-# %% ../nbs/05b_batchtopk.ipynb #f57f49f3
+# %% ../nbs/05b_batchtopk.ipynb #c1909862
 def encode_for_batch_training(sae: SparseAutoencoder, x_n: Float[Tensor, "tok d_model"], k: int,
                               dead_candidates: Tensor | None = None, k_aux: int = 0,
                               impl: kernels.Impl = "sparse") -> kernels.TrainCodes:
@@ -68,7 +68,7 @@ def encode_for_batch_training(sae: SparseAutoencoder, x_n: Float[Tensor, "tok d_
     aux_on = torch.isfinite(aux_v).any() if kernels.kernel_path(x_n.device) == "cuda" and aux_v.shape[1] else None
     return kernels.TrainCodes(TopKOut(top_v.relu(), top_i), TopKOut(aux_v.relu(), aux_i), aux_on)
 
-# %% ../nbs/05b_batchtopk.ipynb #6e285836
+# %% ../nbs/05b_batchtopk.ipynb #3d373e1e
 class BatchTopKSAE(SparseAutoencoder):
     "BatchTopK SAE (arXiv:2412.06410): the `batch * k` largest pre-activations of a batch; a threshold at inference."
     FORMAT = "topk_sae.BatchTopKSAE/1"
@@ -96,7 +96,7 @@ class BatchTopKSAE(SparseAutoencoder):
         "The per-latent threshold of the equivalent JumpReLU SAE: `threshold` for every latent (a copy)."
         return self.threshold.detach().expand(self.cfg.n_latents).clone()
 
-# %% ../nbs/05b_batchtopk.ipynb #58c25b2f
+# %% ../nbs/05b_batchtopk.ipynb #2b0e5feb
 @patch
 @torch.no_grad()
 def update_threshold_(self: BatchTopKSAE, top: TopKOut) -> Tensor:
@@ -111,7 +111,7 @@ def update_threshold_(self: BatchTopKSAE, top: TopKOut) -> Tensor:
     self.threshold.copy_(torch.where(share > 0, new, t))
     return self.threshold
 
-# %% ../nbs/05b_batchtopk.ipynb #84b84ed1
+# %% ../nbs/05b_batchtopk.ipynb #f65f7cbf
 @patch
 @torch.no_grad()
 def calibrate_threshold_(self: BatchTopKSAE, acts: Float[Tensor, "tok d_model"],
@@ -126,13 +126,13 @@ def calibrate_threshold_(self: BatchTopKSAE, acts: Float[Tensor, "tok d_model"],
     self.threshold.fill_(torch.stack(mins).mean().item())
     return self.threshold
 
-# %% ../nbs/05b_batchtopk.ipynb #ae092c8d
+# %% ../nbs/05b_batchtopk.ipynb #f2616bcc
 @patch
 def reconstructions(self: BatchTopKSAE, code: TopKOut, impl: kernels.Impl = "sparse") -> list[Tensor]:
     "The normalized reconstructions the loss averages over: for BatchTopK, the one of the whole code."
     return [(kernels.decode_for_training(code, self.W_dec, impl) + self.b_dec).float()]
 
-# %% ../nbs/05b_batchtopk.ipynb #348bd5bb
+# %% ../nbs/05b_batchtopk.ipynb #12dc479b
 @patch
 def training_loss(self: BatchTopKSAE, x_n: Float[Tensor, "tok d_model"], inputs: LossInputs) -> StepOut:
     "Mean normalized MSE of `reconstructions`, plus `aux_coef` times AuxK; the threshold is updated."
@@ -153,7 +153,7 @@ def training_loss(self: BatchTopKSAE, x_n: Float[Tensor, "tok d_model"], inputs:
     self.update_threshold_(codes.top)
     return StepOut(losses.mean() + inputs.aux_coef * aux, losses[-1], aux, codes.top)
 
-# %% ../nbs/05b_batchtopk.ipynb #08f3287e
+# %% ../nbs/05b_batchtopk.ipynb #0f4d8982
 @patch
 def _load_state_(self: BatchTopKSAE, state: dict[str, Tensor], where: str) -> BatchTopKSAE:
     if "threshold" not in state:
