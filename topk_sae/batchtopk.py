@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['batch_topk', 'threshold_code', 'batch_select', 'BatchTopKEncoder', 'encode_for_batch_training', 'BatchTopKSAE']
 
-# %% ../nbs/05b_batchtopk.ipynb #c5a47061
+# %% ../nbs/05b_batchtopk.ipynb #c20dbb86
 from typing import ClassVar
 
 import torch
@@ -18,22 +18,29 @@ from .core import patch
 from .losses import LossInputs, StepOut, auxk_loss, normalized_mse
 from .model import SAEConfig, SparseAutoencoder, TopKOut, topk_code
 
-# %% ../nbs/05b_batchtopk.ipynb #c83c8484
-def batch_topk(pre: Float[Tensor, "tok n_latents"], k: int) -> TopKOut:
+# %% ../nbs/05b_batchtopk.ipynb #330f59e8
+def batch_topk(pre: Float[Tensor, "tok n_latents"], k: int, spread: int = 4) -> TopKOut:
     "The `len(pre) * k` largest entries of `pre`, per token, padded with `-inf` to the widest token (before ReLU)."
-    keep = pre.flatten().topk(len(pre) * k, sorted=False).indices
-    chosen = torch.zeros(pre.numel(), dtype=torch.bool, device=pre.device).index_fill_(0, keep, True).view_as(pre)
-    width = max(1, int(chosen.sum(1).max())) if len(pre) else 1  # a host sync: the code's width
-    return TopKOut(*pre.masked_fill(~chosen, float("-inf")).topk(width, dim=-1, sorted=False))
+    tok, n = pre.shape
+    width = min(n, spread * k)
+    while True:  # each token's `width` largest entries hold the batch's largest unless a token keeps all of them
+        cand_v, cand_i = pre.topk(width, dim=-1, sorted=False)
+        keep = cand_v.flatten().topk(tok * k, sorted=False).indices
+        chosen = torch.zeros(tok * width, dtype=torch.bool, device=pre.device).index_fill_(0, keep, True)
+        most = int(chosen.view(tok, width).sum(1).max()) if tok else 1  # a host sync: the code's width
+        if most < width or width == n: break
+        width = min(n, 2 * width)
+    v, j = cand_v.masked_fill(~chosen.view(tok, width), float("-inf")).topk(max(1, most), dim=-1, sorted=False)
+    return TopKOut(v, cand_i.gather(1, j))
 
-# %% ../nbs/05b_batchtopk.ipynb #75841481
+# %% ../nbs/05b_batchtopk.ipynb #7deccbcb
 def threshold_code(pre: Float[Tensor, "tok n_latents"], threshold: Tensor) -> TopKOut:
     "Every pre-activation above `threshold` (and above 0), per token, zero-padded to the widest token."
     z = pre.masked_fill(pre <= threshold.clamp_min(0), 0.0)
     width = max(1, int((z > 0).sum(1).max())) if len(z) else 1
     return TopKOut(*z.topk(width, dim=-1, sorted=False))
 
-# %% ../nbs/05b_batchtopk.ipynb #62ae72f4
+# %% ../nbs/05b_batchtopk.ipynb #5c0fde3c
 def batch_select(pre: Float[Tensor, "tok n_latents"], k: int, candidates: Tensor | None, k_aux: int,
                  inplace: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     "`batch_topk(pre, k)` (values, indices) and AuxK's top `k_aux` among the candidates that did not fire in it."
@@ -43,19 +50,22 @@ def batch_select(pre: Float[Tensor, "tok n_latents"], k: int, candidates: Tensor
     _, _, aux_v, aux_i = kernels.select_codes(pre, 1, False, dead, k_aux, 0, inplace=inplace)
     return top.acts, top.idx, aux_v, aux_i
 
-# %% ../nbs/05b_batchtopk.ipynb #0ca130fc
+# %% ../nbs/05b_batchtopk.ipynb #26a1512d
 class BatchTopKEncoder(kernels.TopKEncoder):
     "`batch_select((x - b_dec) W + b_enc, ...)` with `TopKEncoder`'s backward, which touches only the selected latents."
     @staticmethod
     def forward(ctx, x: Tensor, W: Tensor, b_enc: Tensor, b_dec: Tensor, k: int, sort: bool, candidates: Tensor | None,
                 k_aux: int, k_fire: int, chunk: int | None = None):
-        pre = torch.addmm(b_enc - b_dec @ W, x, W)
+        reuse = kernels.kernel_path(x.device) == "cpu" and not torch.is_autocast_enabled("cpu")  # as TopKEncoder
+        buf = kernels.WORKSPACE.take((len(x), W.shape[1]), torch.result_type(x, W), x.device) if reuse else None
+        pre = torch.addmm(b_enc - b_dec @ W, x, W, out=buf)
         top_v, top_i, aux_v, aux_i = batch_select(pre, k, candidates, k_aux, inplace=True)
+        if reuse: kernels.WORKSPACE.give(pre)
         ctx.save_for_backward(x, W, b_dec, top_i, aux_i, torch.isfinite(aux_v))
         ctx.mark_non_differentiable(top_i, aux_i)
         return top_v, top_i, aux_v, aux_i
 
-# %% ../nbs/05b_batchtopk.ipynb #815a9d06
+# %% ../nbs/05b_batchtopk.ipynb #93f2e198
 def encode_for_batch_training(sae: SparseAutoencoder, x_n: Float[Tensor, "tok d_model"], k: int,
                               dead_candidates: Tensor | None = None, k_aux: int = 0,
                               impl: kernels.Impl = "sparse") -> kernels.TrainCodes:
@@ -68,7 +78,7 @@ def encode_for_batch_training(sae: SparseAutoencoder, x_n: Float[Tensor, "tok d_
     aux_on = torch.isfinite(aux_v).any() if kernels.kernel_path(x_n.device) == "cuda" and aux_v.shape[1] else None
     return kernels.TrainCodes(TopKOut(top_v.relu(), top_i), TopKOut(aux_v.relu(), aux_i), aux_on)
 
-# %% ../nbs/05b_batchtopk.ipynb #d1da0161
+# %% ../nbs/05b_batchtopk.ipynb #1d1a5c42
 class BatchTopKSAE(SparseAutoencoder):
     "BatchTopK SAE (arXiv:2412.06410): the `batch * k` largest pre-activations of a batch; a threshold at inference."
     FORMAT = "topk_sae.BatchTopKSAE/1"
@@ -96,7 +106,7 @@ class BatchTopKSAE(SparseAutoencoder):
         "The per-latent threshold of the equivalent JumpReLU SAE: `threshold` for every latent (a copy)."
         return self.threshold.detach().expand(self.cfg.n_latents).clone()
 
-# %% ../nbs/05b_batchtopk.ipynb #9533e978
+# %% ../nbs/05b_batchtopk.ipynb #e6569f48
 @patch
 @torch.no_grad()
 def update_threshold_(self: BatchTopKSAE, top: TopKOut) -> Tensor:
@@ -111,7 +121,7 @@ def update_threshold_(self: BatchTopKSAE, top: TopKOut) -> Tensor:
     self.threshold.copy_(torch.where(share > 0, new, t))
     return self.threshold
 
-# %% ../nbs/05b_batchtopk.ipynb #9bdfa5cf
+# %% ../nbs/05b_batchtopk.ipynb #21accbf4
 @patch
 @torch.no_grad()
 def calibrate_threshold_(self: BatchTopKSAE, acts: Float[Tensor, "tok d_model"],
@@ -126,13 +136,13 @@ def calibrate_threshold_(self: BatchTopKSAE, acts: Float[Tensor, "tok d_model"],
     self.threshold.fill_(torch.stack(mins).mean().item())
     return self.threshold
 
-# %% ../nbs/05b_batchtopk.ipynb #1056e968
+# %% ../nbs/05b_batchtopk.ipynb #f02c216e
 @patch
 def reconstructions(self: BatchTopKSAE, code: TopKOut, impl: kernels.Impl = "sparse") -> list[Tensor]:
     "The normalized reconstructions the loss averages over: for BatchTopK, the one of the whole code."
     return [(kernels.decode_for_training(code, self.W_dec, impl) + self.b_dec).float()]
 
-# %% ../nbs/05b_batchtopk.ipynb #13a1e85f
+# %% ../nbs/05b_batchtopk.ipynb #05ca1eef
 @patch
 def training_loss(self: BatchTopKSAE, x_n: Float[Tensor, "tok d_model"], inputs: LossInputs) -> StepOut:
     "Mean normalized MSE of `reconstructions`, plus `aux_coef` times AuxK; the threshold is updated."
@@ -153,7 +163,7 @@ def training_loss(self: BatchTopKSAE, x_n: Float[Tensor, "tok d_model"], inputs:
     self.update_threshold_(codes.top)
     return StepOut(losses.mean() + inputs.aux_coef * aux, losses[-1], aux, codes.top)
 
-# %% ../nbs/05b_batchtopk.ipynb #0dc4347e
+# %% ../nbs/05b_batchtopk.ipynb #7d1eebb2
 @patch
 def _load_state_(self: BatchTopKSAE, state: dict[str, Tensor], where: str) -> BatchTopKSAE:
     if "threshold" not in state:
