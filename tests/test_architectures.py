@@ -91,6 +91,14 @@ def test_batch_topk_keeps_exactly_k_per_token_on_average(seed):
     assert pre[kept.bool()].min() >= pre[~kept.bool()].max()  # the batch's largest entries
 
 
+def test_batch_topk_is_exact_when_one_token_takes_most_of_the_batch():
+    pre = torch.randn(10, 200, generator=torch.Generator().manual_seed(0))
+    pre[3] += 100  # token 3 outranks every other: it takes all 10 * 5 = 50 entries, beyond its 4 * 5 candidates
+    top = batch_topk(pre, 5)
+    assert torch.isfinite(top.acts).sum(1).tolist() == [0, 0, 0, 50, 0, 0, 0, 0, 0, 0]
+    assert set(top.idx[3].tolist()) == set(pre[3].topk(50).indices.tolist())
+
+
 def test_training_code_has_mean_k_and_inference_is_batch_independent():
     sae = BatchTopKSAE(SAEConfig(d_model=16, n_latents=64, k=4))
     with torch.no_grad(): sae.b_enc.fill_(5.0)  # every pre-activation positive: every kept entry fires
