@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['default_prefixes', 'MatryoshkaConfig', 'group_code', 'prefix_reconstructions', 'MatryoshkaSAE', 'prefix_fvu']
 
-# %% ../nbs/05c_matryoshka.ipynb #ca62b2b8
+# %% ../nbs/05c_matryoshka.ipynb #64864a9c
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 
@@ -19,12 +19,12 @@ from .batchtopk import BatchTopKSAE
 from .core import dataclass_from_dict
 from .model import SAEConfig, SparseAutoencoder, TopKOut
 
-# %% ../nbs/05c_matryoshka.ipynb #9ddaae14
+# %% ../nbs/05c_matryoshka.ipynb #abfc5059
 def default_prefixes(n_latents: int) -> tuple[int, ...]:
     "The ends of the nested dictionaries: `n/16, n/8, n/4, n/2, n` (fewer when `n` is too small to halve)."
     return tuple(sorted({max(1, n_latents // d) for d in (16, 8, 4, 2)} | {n_latents}))
 
-# %% ../nbs/05c_matryoshka.ipynb #6a848e7c
+# %% ../nbs/05c_matryoshka.ipynb #c3025f00
 @dataclass(frozen=True)
 class MatryoshkaConfig(SAEConfig):
     "Architecture of a Matryoshka SAE: an `SAEConfig` (`k` is the mean latents per token) plus the nested prefixes."
@@ -45,7 +45,7 @@ class MatryoshkaConfig(SAEConfig):
         listed = {"prefixes": tuple(d["prefixes"])} if isinstance(d, dict) and d.get("prefixes") else {}
         return dataclass_from_dict(cls, {**d, **listed}, "Matryoshka SAE config")
 
-# %% ../nbs/05c_matryoshka.ipynb #f5340cdd
+# %% ../nbs/05c_matryoshka.ipynb #f5d7ca3e
 def group_code(code: TopKOut, lo: int, hi: int) -> TopKOut:
     "The entries of `code` with latent index in `[lo, hi)` and a positive value, zero-padded to the widest token."
     inside = (code.idx >= lo) & (code.idx < hi) & (code.acts > 0)
@@ -54,7 +54,7 @@ def group_code(code: TopKOut, lo: int, hi: int) -> TopKOut:
     keep = inside.gather(1, pos)
     return TopKOut(torch.where(keep, code.acts.gather(1, pos), 0.0), code.idx.gather(1, pos))
 
-# %% ../nbs/05c_matryoshka.ipynb #5a40267f
+# %% ../nbs/05c_matryoshka.ipynb #8355addc
 def prefix_reconstructions(code: TopKOut, W_dec: Float[Tensor, "n_latents d_model"], b_dec: Float[Tensor, " d_model"],
                            prefixes: tuple[int, ...], impl: kernels.Impl = "sparse") -> list[Tensor]:
     "`b_dec` plus the decoded latents below each prefix, cumulatively: every group of latents is decoded once."
@@ -66,7 +66,7 @@ def prefix_reconstructions(code: TopKOut, W_dec: Float[Tensor, "n_latents d_mode
         lo = hi
     return out
 
-# %% ../nbs/05c_matryoshka.ipynb #f3029c50
+# %% ../nbs/05c_matryoshka.ipynb #6bccc8f4
 class MatryoshkaSAE(BatchTopKSAE):
     "Matryoshka BatchTopK SAE (arXiv:2503.17547): the loss averages the reconstructions of nested prefixes of latents."
     FORMAT = "topk_sae.MatryoshkaSAE/1"
@@ -83,23 +83,25 @@ class MatryoshkaSAE(BatchTopKSAE):
         "One normalized reconstruction per prefix (`prefix_reconstructions`), the full dictionary's last."
         return prefix_reconstructions(code, self.W_dec, self.b_dec, self.cfg.prefixes, impl)
 
-# %% ../nbs/05c_matryoshka.ipynb #49a9cc61
+# %% ../nbs/05c_matryoshka.ipynb #afcf6dcf
 @torch.no_grad()
 def prefix_fvu(sae: SparseAutoencoder, acts: Float[Tensor, "tok d_model"], prefixes: tuple[int, ...] | None = None,
                batch_tokens: int = 8192) -> pd.DataFrame:
     "Held-out FVU and L0 of each prefix of the dictionary alone (a Matryoshka SAE's own prefixes by default)."
     if prefixes is None and not isinstance(sae.cfg, MatryoshkaConfig):
         raise ValueError(f"a {type(sae).__name__} has no prefixes of its own: pass prefixes=(m1, m2, ..., n_latents)")
-    prefixes = tuple(prefixes or sae.cfg.prefixes)
+    prefixes, n = tuple(sae.cfg.prefixes if prefixes is None else prefixes), sae.cfg.n_latents
+    if not prefixes or prefixes[0] < 1 or prefixes[-1] > n or any(a >= b for a, b in pairwise(prefixes)):
+        raise ValueError(f"prefixes={prefixes} must be strictly increasing sizes in [1, n_latents={n}]")
     if len(acts) < 2: raise ValueError(f"need at least 2 held-out tokens to measure variance, got {len(acts)}")
-    n_p = len(prefixes)
-    sse, fires, s1, s2 = torch.zeros(n_p, dtype=torch.float64), torch.zeros(n_p), 0.0, 0.0
+    sse, fires, s1, s2 = torch.zeros(len(prefixes), dtype=torch.float64), torch.zeros(len(prefixes)).double(), 0.0, 0.0
     for x in acts.split(batch_tokens):
         x_n, _ = sae.normalize(sae._check_input(x.to(sae.device)))
         code = sae.encode_topk(x_n)
         x_hats = prefix_reconstructions(code, sae.W_dec, sae.b_dec, prefixes, "dense")
         sse += torch.stack([(x_hat - x_n).double().pow(2).sum() for x_hat in x_hats]).cpu()
-        fires += torch.stack([((code.acts > 0) & (code.idx < m)).sum() for m in prefixes]).cpu().float()
+        fires += torch.stack([((code.acts > 0) & (code.idx < m)).sum() for m in prefixes]).cpu().double()
         s1, s2 = s1 + x_n.double().sum(0), s2 + x_n.double().pow(2).sum()
-    sst = (s2 - s1.pow(2).sum() / len(acts)).item()
+    if not (sst := (s2 - s1.pow(2).sum() / len(acts)).item()) > 0:
+        raise ValueError("the held-out activations do not vary (in the SAE's normalized space): FVU is undefined")
     return pd.DataFrame({"prefix": prefixes, "fvu": (sse / sst).tolist(), "l0": (fires / len(acts)).tolist()})
