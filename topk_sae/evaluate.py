@@ -29,6 +29,7 @@ from .data import scored_per_context
 from .downstream import DownstreamLoss, downstream_loss
 from .explain import Explainability, explainability
 from .lm import check_hook
+from .matryoshka import MatryoshkaSAE, prefix_fvu
 from .metrics import ActMetrics, Shrinkage, density_summary, evaluate_acts, progressive_recovery, shrinkage
 from .model import SparseAutoencoder
 from .probes import ProbeLoss, probe_loss
@@ -84,17 +85,23 @@ class ProgressiveRecovery(NamedTuple):
     "Held-out FVU at test-time k', and the k the SAE was trained with."
     curve: pd.DataFrame  # k, fvu, l0: one row per test-time k'
     k: int  # the training k
+    prefixes: pd.DataFrame | None = None  # prefix, fvu, l0 of a Matryoshka SAE's nested dictionaries; None for others
 
 # %% ../nbs/12_evaluate.ipynb #6c1d2e18
 class ProgressiveMetric(Metric):
     "FVU against test-time k' from k/4 to 4k (or `ProgressiveEval.ks`), log-log, the training k marked."
     def run(self, x: EvalInputs) -> ProgressiveRecovery:
         ks = x.cfg.progressive.ks
-        return ProgressiveRecovery(progressive_recovery(x.sae, x.acts, list(ks) if ks else None), x.sae.cfg.k)
+        prefixes = prefix_fvu(x.sae, x.acts) if isinstance(x.sae, MatryoshkaSAE) else None
+        return ProgressiveRecovery(progressive_recovery(x.sae, x.acts, list(ks) if ks else None), x.sae.cfg.k, prefixes)
 
     def rows(self, p: ProgressiveRecovery) -> list[Row]:
         meaning = "test-time k' (progressive recovery)"
-        return [Row(f"fvu_at_k{int(k)}", f"FVU at k'={int(k)}", f, meaning) for k, f in zip(p.curve.k, p.curve.fvu)]
+        rows = [Row(f"fvu_at_k{int(k)}", f"FVU at k'={int(k)}", f, meaning) for k, f in zip(p.curve.k, p.curve.fvu)]
+        if p.prefixes is None: return rows
+        alone = "a Matryoshka prefix: the first latents alone"
+        return rows + [Row(f"fvu_prefix{int(m)}", f"FVU of latents < {int(m)}", f, alone)
+                       for m, f in zip(p.prefixes.prefix, p.prefixes.fvu)]
 
     def figure(self, p: ProgressiveRecovery) -> go.Figure:
         c = p.curve
@@ -105,7 +112,9 @@ class ProgressiveMetric(Metric):
                                  xaxis={"title": "k' (latents kept at test time)", "type": "log"},
                                  yaxis={"title": "held-out FVU", "type": "log"})
 
-    def details(self, p: ProgressiveRecovery) -> dict: return {"progressive": p.curve.to_dict("records")}
+    def details(self, p: ProgressiveRecovery) -> dict:
+        prefixes = {} if p.prefixes is None else {"prefixes": p.prefixes.to_dict("records")}
+        return {"progressive": p.curve.to_dict("records"), **prefixes}
 
 # %% ../nbs/12_evaluate.ipynb #6c1d2e21
 class ShrinkageMetric(Metric):
