@@ -42,7 +42,7 @@ def sae_from_weights(W_enc: Tensor, W_dec: Tensor, b_enc: Tensor, b_dec: Tensor,
         for p, v in ((sae.W_enc, W_enc), (sae.W_dec, W_dec), (sae.b_enc, b_enc), (sae.b_dec, b_dec)): p.copy_(v.float())
     return sae
 
-# %% ../nbs/16_interop.ipynb #8062417f
+# %% ../nbs/16_interop.ipynb #63d82b89
 def jumprelu_from_weights(W_enc: Tensor, W_dec: Tensor, b_enc: Tensor, b_dec: Tensor, threshold: Tensor,
                           normalize: str = "none", **cfg_kwargs) -> JumpReLUSAE:
     "A `JumpReLUSAE` computing `relu(pre) * (pre > threshold)` of `pre = (x - b_dec) W_enc + b_enc`; unit-norm rows."
@@ -211,7 +211,7 @@ def load_sparsify(path: str | Path) -> TopKSAE:
     W_enc = state["encoder.weight"].t()
     return sae_from_weights(W_enc, state["W_dec"], state["encoder.bias"], state["b_dec"], int(cfg["k"]), "none")
 
-# %% ../nbs/16_interop.ipynb #bdb4aa65
+# %% ../nbs/16_interop.ipynb #f00ed396
 GEMMA_SCOPE_KEYS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")  # the arrays of a Gemma Scope params.npz
 
 def _read_npz(path: Path) -> dict[str, Tensor]:
@@ -233,7 +233,7 @@ def _read_npz(path: Path) -> dict[str, Tensor]:
             raise ValueError(f"{path}: {k} holds {bad} NaN or Inf values; the file is damaged, download it again")
     return out
 
-# %% ../nbs/16_interop.ipynb #39e01c5c
+# %% ../nbs/16_interop.ipynb #a6c421c6
 def load_gemma_scope(path: str | Path, hook: str | None = None, model_name: str | None = None) -> JumpReLUSAE:
     "A `JumpReLUSAE` (`normalize='none'`) computing a Gemma Scope SAE exactly, from its `params.npz` (or its folder)."
     path = Path(path)

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['L0_COEF_RATE', 'rectangle', 'jumprelu', 'step', 'JumpReLUConfig', 'JumpReLUSAE']
 
-# %% ../nbs/05d_jumprelu.ipynb #327e4945
+# %% ../nbs/05d_jumprelu.ipynb #2dee7225
 import math
 from dataclasses import dataclass
 
@@ -18,12 +18,12 @@ from .core import patch
 from .losses import LossInputs, StepOut, normalized_mse
 from .model import SAEConfig, SparseAutoencoder, TopKOut, topk_code
 
-# %% ../nbs/05d_jumprelu.ipynb #d22d8e13
+# %% ../nbs/05d_jumprelu.ipynb #16bc2d27
 def rectangle(u: Tensor) -> Tensor:
     "The rectangle kernel `K(u) = 1 if -1/2 < u < 1/2 else 0`, in the dtype of `u`."
     return ((u > -0.5) & (u < 0.5)).to(u.dtype)
 
-# %% ../nbs/05d_jumprelu.ipynb #75dc09af
+# %% ../nbs/05d_jumprelu.ipynb #b2df1e21
 class _JumpReLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: Tensor, theta: Tensor, eps: float) -> Tensor:
@@ -60,7 +60,7 @@ def step(z: Float[Tensor, "tok n_latents"], theta: Float[Tensor, " n_latents"],
     "`H(z - theta)` as 0/1 in the dtype of `z`; in the backward pass only `theta` gets a gradient (kernel width `eps`)."
     return _Step.apply(z, theta, eps)
 
-# %% ../nbs/05d_jumprelu.ipynb #20c1b6c2
+# %% ../nbs/05d_jumprelu.ipynb #d8eaa933
 @dataclass(frozen=True)
 class JumpReLUConfig(SAEConfig):
     "Architecture of a JumpReLU SAE: an `SAEConfig` plus the L0 penalty, the STE bandwidth and the initial L0."
@@ -87,7 +87,7 @@ class JumpReLUConfig(SAEConfig):
         "A CPU-sized preset for notebooks and tests."
         return cls(**{"d_model": 16, "n_latents": 64, "init_l0": 4.0, **kwargs})
 
-# %% ../nbs/05d_jumprelu.ipynb #fc334fcd
+# %% ../nbs/05d_jumprelu.ipynb #dc1d5593
 class JumpReLUSAE(SparseAutoencoder):
     "JumpReLU SAE: `z = ReLU(pre) * H(pre - theta)`, `pre = (x_n - b_dec) W_enc + b_enc`; trained with an L0 penalty."
     FORMAT = "topk_sae.JumpReLUSAE/1"
@@ -118,7 +118,7 @@ class JumpReLUSAE(SparseAutoencoder):
         c = self.cfg
         return f"d_model={c.d_model}, n_latents={c.n_latents}, l0_coef={c.l0_coef}, target_l0={c.target_l0}"
 
-# %% ../nbs/05d_jumprelu.ipynb #04c9c61f
+# %% ../nbs/05d_jumprelu.ipynb #0d8ef989
 L0_COEF_RATE = 1.0  # with target_l0: per-step change of the coefficient, in units of cfg.l0_coef, at 100% L0 error
 
 def _adapt_l0_coef_(sae: JumpReLUSAE, l0: Tensor) -> None:
@@ -142,7 +142,7 @@ def training_loss(self: JumpReLUSAE, x_n: Float[Tensor, "tok d_model"], inputs: 
     code = TopKOut(z.detach(), torch.arange(z.shape[1], device=z.device).expand_as(z))
     return StepOut(fvu + coef * l0, fvu, l0, code)
 
-# %% ../nbs/05d_jumprelu.ipynb #e0ad68dd
+# %% ../nbs/05d_jumprelu.ipynb #40601056
 @patch
 @torch.no_grad()
 def init_from_data_(self: JumpReLUSAE, sample: Float[Tensor, "tok d_model"], chunk: int = 1024) -> JumpReLUSAE:
