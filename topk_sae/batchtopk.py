@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['batch_topk', 'threshold_code', 'batch_select', 'BatchTopKEncoder', 'encode_for_batch_training', 'BatchTopKSAE']
 
-# %% ../nbs/05b_batchtopk.ipynb #5f938388
+# %% ../nbs/05b_batchtopk.ipynb #b8205519
 from typing import ClassVar
 
 import torch
@@ -18,7 +18,7 @@ from .core import patch
 from .losses import LossInputs, StepOut, auxk_loss, normalized_mse
 from .model import SAEConfig, SparseAutoencoder, TopKOut, topk_code
 
-# %% ../nbs/05b_batchtopk.ipynb #4539209e
+# %% ../nbs/05b_batchtopk.ipynb #b722d2d4
 def batch_topk(pre: Float[Tensor, "tok n_latents"], k: int, spread: int = 4) -> TopKOut:
     "The `len(pre) * k` largest entries of `pre`, per token, padded with `-inf` to the widest token (before ReLU)."
     tok, n = pre.shape
@@ -33,14 +33,14 @@ def batch_topk(pre: Float[Tensor, "tok n_latents"], k: int, spread: int = 4) -> 
     v, j = cand_v.masked_fill(~chosen.view(tok, width), float("-inf")).topk(max(1, most), dim=-1, sorted=False)
     return TopKOut(v, cand_i.gather(1, j))
 
-# %% ../nbs/05b_batchtopk.ipynb #b9faae00
+# %% ../nbs/05b_batchtopk.ipynb #7d72b89c
 def threshold_code(pre: Float[Tensor, "tok n_latents"], threshold: Tensor) -> TopKOut:
     "Every pre-activation above `threshold` (and above 0), per token, zero-padded to the widest token."
     z = pre.masked_fill(pre <= threshold.clamp_min(0), 0.0)
     width = max(1, int((z > 0).sum(1).max())) if len(z) else 1
     return TopKOut(*z.topk(width, dim=-1, sorted=False))
 
-# %% ../nbs/05b_batchtopk.ipynb #4cac1159
+# %% ../nbs/05b_batchtopk.ipynb #995eb352
 def batch_select(pre: Float[Tensor, "tok n_latents"], k: int, candidates: Tensor | None, k_aux: int,
                  inplace: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     "`batch_topk(pre, k)` (values, indices) and AuxK's top `k_aux` among the candidates that did not fire in it."
@@ -50,7 +50,7 @@ def batch_select(pre: Float[Tensor, "tok n_latents"], k: int, candidates: Tensor
     _, _, aux_v, aux_i = kernels.select_codes(pre, 1, False, dead, k_aux, 0, inplace=inplace)
     return top.acts, top.idx, aux_v, aux_i
 
-# %% ../nbs/05b_batchtopk.ipynb #867876ec
+# %% ../nbs/05b_batchtopk.ipynb #4bddfa10
 class BatchTopKEncoder(kernels.TopKEncoder):
     "`batch_select((x - b_dec) W + b_enc, ...)` with `TopKEncoder`'s backward, which touches only the selected latents."
     @staticmethod
@@ -65,7 +65,7 @@ class BatchTopKEncoder(kernels.TopKEncoder):
         ctx.mark_non_differentiable(top_i, aux_i)
         return top_v, top_i, aux_v, aux_i
 
-# %% ../nbs/05b_batchtopk.ipynb #38c030e9
+# %% ../nbs/05b_batchtopk.ipynb #90739397
 def encode_for_batch_training(sae: SparseAutoencoder, x_n: Float[Tensor, "tok d_model"], k: int,
                               dead_candidates: Tensor | None = None, k_aux: int = 0,
                               impl: kernels.Impl = "sparse") -> kernels.TrainCodes:
@@ -78,13 +78,13 @@ def encode_for_batch_training(sae: SparseAutoencoder, x_n: Float[Tensor, "tok d_
     aux_on = torch.isfinite(aux_v).any() if kernels.kernel_path(x_n.device) == "cuda" and aux_v.shape[1] else None
     return kernels.TrainCodes(TopKOut(top_v.relu(), top_i), TopKOut(aux_v.relu(), aux_i), aux_on)
 
-# %% ../nbs/05b_batchtopk.ipynb #d31e1efa
+# %% ../nbs/05b_batchtopk.ipynb #f1cca32d
 class BatchTopKSAE(SparseAutoencoder):
     "BatchTopK SAE (arXiv:2412.06410): the `batch * k` largest pre-activations of a batch; a threshold at inference."
     FORMAT = "topk_sae.BatchTopKSAE/1"
     Config = SAEConfig
     TUNED_LR_SCALE = 16.0  # TopK's tuned peak lr in units of the paper's rule, reused (not tuned for BatchTopK)
-    THRESHOLD_RATE: ClassVar[float] = 0.01  # weight of each batch in the threshold's running average (SAELens' too)
+    THRESHOLD_RATE: ClassVar[float] = 0.1  # weight of each batch in the threshold's running average (see below)
 
     def __init__(self, cfg: SAEConfig, **kwargs):
         if type(cfg) is not self.Config:
@@ -106,7 +106,7 @@ class BatchTopKSAE(SparseAutoencoder):
         "The per-latent threshold of the equivalent JumpReLU SAE: `threshold` for every latent (a copy)."
         return self.threshold.detach().expand(self.cfg.n_latents).clone()
 
-# %% ../nbs/05b_batchtopk.ipynb #072b8c86
+# %% ../nbs/05b_batchtopk.ipynb #b5295356
 @patch
 @torch.no_grad()
 def update_threshold_(self: BatchTopKSAE, top: TopKOut) -> Tensor:
@@ -121,7 +121,7 @@ def update_threshold_(self: BatchTopKSAE, top: TopKOut) -> Tensor:
     self.threshold.copy_(torch.where(share > 0, new, t))
     return self.threshold
 
-# %% ../nbs/05b_batchtopk.ipynb #572fddd6
+# %% ../nbs/05b_batchtopk.ipynb #9056cdb5
 @patch
 @torch.no_grad()
 def calibrate_threshold_(self: BatchTopKSAE, acts: Float[Tensor, "tok d_model"],
@@ -136,13 +136,13 @@ def calibrate_threshold_(self: BatchTopKSAE, acts: Float[Tensor, "tok d_model"],
     self.threshold.fill_(torch.stack(mins).mean().item())
     return self.threshold
 
-# %% ../nbs/05b_batchtopk.ipynb #169c69fc
+# %% ../nbs/05b_batchtopk.ipynb #533642e5
 @patch
 def reconstructions(self: BatchTopKSAE, code: TopKOut, impl: kernels.Impl = "sparse") -> list[Tensor]:
     "The normalized reconstructions the loss averages over: for BatchTopK, the one of the whole code."
     return [(kernels.decode_for_training(code, self.W_dec, impl) + self.b_dec).float()]
 
-# %% ../nbs/05b_batchtopk.ipynb #a398e7dc
+# %% ../nbs/05b_batchtopk.ipynb #a3aca447
 @patch
 def training_loss(self: BatchTopKSAE, x_n: Float[Tensor, "tok d_model"], inputs: LossInputs) -> StepOut:
     "Mean normalized MSE of `reconstructions`, plus `aux_coef` times AuxK; the threshold is updated."
@@ -163,7 +163,7 @@ def training_loss(self: BatchTopKSAE, x_n: Float[Tensor, "tok d_model"], inputs:
     self.update_threshold_(codes.top)
     return StepOut(losses.mean() + inputs.aux_coef * aux, losses[-1], aux, codes.top)
 
-# %% ../nbs/05b_batchtopk.ipynb #6e0d00fa
+# %% ../nbs/05b_batchtopk.ipynb #9befba19
 @patch
 def _load_state_(self: BatchTopKSAE, state: dict[str, Tensor], where: str) -> BatchTopKSAE:
     if "threshold" not in state:
