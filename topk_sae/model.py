@@ -323,7 +323,7 @@ def load_sae(path: str | Path, device: str | torch.device | None = None) -> Spar
     fmt = cfg.pop("format", SAE_FORMAT)
     if (cls := SparseAutoencoder.FORMATS.get(fmt)) is None:
         raise ValueError(f"{path/'cfg.json'} has format {fmt!r}, not one of {sorted(SparseAutoencoder.FORMATS)}; "
-                         "import the module that defines it first (the ReLU baseline: `import topk_sae.relu`)")
+                         "import the module that defines it first (topk_sae.relu, batchtopk, matryoshka or jumprelu)")
     state = _read_state(path)
     full, saved = {"format": fmt, **cfg}, _saved_cfg(path)
     if saved is not None and saved != full:
