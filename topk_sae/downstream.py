@@ -39,7 +39,9 @@ def splice(model: Any, sae: SparseAutoencoder, hook: str, error_term: bool = Fal
            edit: Callable[[Tensor], Tensor] | None = None) -> Iterator[Any]:
     "Within the block, `model` runs on the SAE reconstruction at `hook` (positions 1 onward)."
     check_hook(model, hook)
-    with model.hooks(fwd_hooks=[(hook, lambda act, hook: _spliced(act, sae, error_term, edit))]): yield model
+    own = getattr(sae, "splice_hooks", None)  # a transcoder writes its output hook from its input hook
+    hooks = own(hook, error_term, edit) if own else [(hook, lambda act, hook: _spliced(act, sae, error_term, edit))]
+    with model.hooks(fwd_hooks=hooks): yield model
 
 # %% ../nbs/06_downstream.ipynb #8b8a018c
 class DownstreamLoss(NamedTuple):

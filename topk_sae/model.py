@@ -122,6 +122,11 @@ class SparseAutoencoder(nn.Module):
     @property
     def device(self) -> torch.device: return self.W_dec.device
 
+    @property
+    def source_width(self) -> int:
+        "Width of the rows `train` feeds it: `d_model` (a transcoder reads its input and target side by side)."
+        return self.cfg.d_model
+
     def extra_repr(self) -> str:
         c = self.cfg
         return f"d_model={c.d_model}, n_latents={c.n_latents}, k={c.k}, normalize={c.normalize!r}"

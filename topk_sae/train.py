@@ -511,8 +511,8 @@ def as_source(source: Tensor | ActivationSource) -> ActivationSource:
 
 def check_source(source: ActivationSource, sae: SparseAutoencoder, cfg: TrainConfig) -> None:
     "Raise before any work if `source` cannot train `sae` under `cfg` (width, hook, batch split over processes)."
-    if source.d_model != sae.cfg.d_model:
-        raise ValueError(f"the source has d_model={source.d_model} but the SAE reads d_model={sae.cfg.d_model}; "
+    if source.d_model != sae.source_width:
+        raise ValueError(f"the source has d_model={source.d_model} but the SAE reads d_model={sae.source_width}; "
                          "build the SAE with SAEConfig(d_model=...) matching the activations")
     if source.hook and sae.cfg.hook and source.hook != sae.cfg.hook:
         raise ValueError(f"the source holds {source.hook!r} but the SAE was made for {sae.cfg.hook!r}")

@@ -1,0 +1,67 @@
+"""The TopK transcoder: its prediction and loss against the formulas written out, the sparse kernels against plain
+autograd, and splicing it in place of an MLP."""
+import torch
+
+from topk_sae.downstream import splice
+from topk_sae.lm import load_model
+from topk_sae.losses import LossInputs
+from topk_sae.transcoder import PairSource, Transcoder, TranscoderConfig, mlp_hooks
+
+def _tc(skip=True, seed=0):
+    torch.manual_seed(seed)
+    tc = Transcoder(TranscoderConfig(d_model=16, n_latents=48, k=4, skip=skip), seed=seed)
+    with torch.no_grad():
+        tc.b_enc.normal_(0, 0.1)
+        if skip: tc.W_skip.normal_(0, 0.1)
+    pairs = torch.randn(300, 32) * torch.cat([torch.ones(16), 3 * torch.ones(16)])
+    return tc.init_from_data_(pairs), pairs
+
+
+def test_prediction_and_loss_follow_the_written_out_formulas():
+    tc, pairs = _tc()
+    x, y = pairs[:, :16], pairs[:, 16:]
+    xc = x - x.mean(-1, keepdim=True)
+    x_n = xc / (xc.std(-1, keepdim=True) + 1e-5)
+    pre = x_n @ tc.W_enc + tc.b_enc  # no b_dec subtraction: b_dec is the output's bias
+    keep = pre >= pre.topk(4, dim=-1).values[:, -1:]
+    z = torch.where(keep, pre.relu(), torch.zeros_like(pre))
+    y_n = z @ tc.W_dec + tc.b_dec + x_n @ tc.W_skip
+    torch.testing.assert_close(tc(x), y_n * tc.out_scale, rtol=1e-5, atol=1e-5)
+    assert torch.isclose(tc.out_scale, pairs[:, 16:].pow(2).mean().sqrt(), rtol=1e-5)  # the target's RMS
+    y_t = y / tc.out_scale
+    torch.testing.assert_close(tc.var_out, (y_t - y_t.mean(0)).pow(2).mean(), rtol=1e-4, atol=1e-6)
+    pair_n, _ = tc.normalize(pairs)
+    out = tc.training_loss(pair_n, LossInputs(var0=123.0, impl="dense"))  # var0 is the pairs'; not this loss's
+    torch.testing.assert_close(out.fvu, ((y_n - y_t) ** 2).mean() / tc.var_out, rtol=1e-4, atol=1e-6)
+
+
+def test_the_sparse_kernels_match_plain_autograd_with_auxk():
+    grads = {}
+    for impl in ("sparse", "dense"):
+        tc, pairs = _tc()
+        pair_n, _ = tc.normalize(pairs)
+        dead = torch.zeros(48, dtype=torch.bool); dead[::3] = True
+        out = tc.training_loss(pair_n, LossInputs(var0=1.0, dead=dead, k_aux=6, aux_coef=0.5, impl=impl))
+        out.loss.backward()
+        grads[impl] = (out.loss.detach(), {n: p.grad.clone() for n, p in tc.named_parameters()})
+    torch.testing.assert_close(grads["sparse"][0], grads["dense"][0])
+    for name, g in grads["dense"][1].items():
+        torch.testing.assert_close(grads["sparse"][1][name], g, rtol=1e-4, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_splicing_replaces_the_mlp_output_with_the_prediction():
+    model = load_model("tiny")
+    hooks = mlp_hooks(1)
+    tokens = torch.randint(0, 256, (2, 9), generator=torch.Generator().manual_seed(0))
+    tc = Transcoder(TranscoderConfig(d_model=64, n_latents=128, k=8, hook=hooks[0], out_hook=hooks[1]))
+    tc.init_from_data_(PairSource(model, hooks, tokens, batch_size=2, buffer_tokens=64).sample(16))
+    seen = {}
+    def grab(name):
+        def fn(act, hook): seen[name] = act.detach().clone()
+        return fn
+    with splice(model, tc, hooks[1]), model.hooks(fwd_hooks=[(hooks[0], grab("in"))]):
+        model.add_hook(hooks[1], grab("out"))  # runs after the splice's own hook: sees what the model reads
+        try: model(tokens)
+        finally: model.reset_hooks()
+    expected = tc(seen["in"][:, 1:])
+    torch.testing.assert_close(seen["out"][:, 1:], expected, rtol=1e-5, atol=1e-5)
