@@ -102,7 +102,7 @@ def global_variance(x: Float[Tensor, "tok d"], group: Any = None) -> Tensor:
     n, mean = stats[-1], stats[:-2] / stats[-1]
     return ((stats[-2] / n - mean.pow(2).sum()) / x.shape[1]).clamp_min(0).to(x.dtype)
 
-# %% ../nbs/00a_distributed.ipynb #e5bc0378
+# %% ../nbs/00a_distributed.ipynb #97a019f4
 @dataclass(frozen=True)
 class Shard:
     "Where this process sits in a (data parallel x tensor parallel) layout, and which latents it holds."
@@ -126,7 +126,7 @@ class Shard:
         if a >= b: return None
         return slice(a - self.offset, b - self.offset), slice(a - rows.start, b - rows.start)
 
-# %% ../nbs/00a_distributed.ipynb #6e939e49
+# %% ../nbs/00a_distributed.ipynb #a3e26b8a
 _MESHES: dict[tuple, Any] = {}  # (world size, tensor_parallel, device type) -> DeviceMesh, made once per process
 
 def check_layout(n_latents: int, tensor_parallel: int, world: int) -> None:
@@ -155,7 +155,7 @@ def mesh_shard(n_latents: int, tensor_parallel: int, device_type: str = "cpu") -
                  dp_rank=mesh.get_local_rank("dp"), dp_size=world // tensor_parallel, tp_group=mesh.get_group("tp"),
                  dp_group=mesh.get_group("dp"))
 
-# %% ../nbs/00a_distributed.ipynb #def7cafe
+# %% ../nbs/00a_distributed.ipynb #568ae4f8
 def gather_candidates(values: Float[Tensor, "tok w"], idx: Int[Tensor, "tok w"],
                       group: Any = None) -> tuple[list[Tensor], list[Tensor]]:
     "Every shard's (values, global indices) candidates, in tensor-parallel rank order; as is in a single process."
@@ -172,7 +172,7 @@ def merge_topk(values: list[Tensor], idx: list[Tensor], k: int,
     top_v, pos = torch.cat(values, 1).topk(k, dim=-1, sorted=sort)
     return top_v, torch.cat(idx, 1).gather(1, pos), pos
 
-# %% ../nbs/00a_distributed.ipynb #404900c7
+# %% ../nbs/00a_distributed.ipynb #d6bf238b
 def shard_mask(pos: Int[Tensor, "tok k"], rank: int, width: int) -> Bool[Tensor, "tok width"]:
     "Which of shard `rank`'s `width` candidates per row `merge_topk` kept (its block of the concatenation)."
     local = pos - rank * width

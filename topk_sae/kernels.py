@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['KernelPath', 'WORKSPACE', 'Impl', 'kernel_path', 'Workspace', 'release_grads_', 'scatter_outer', 'scatter_outer_bag',
-           'fired_mask', 'select_codes', 'running_topk', 'select_codes_chunked', 'TopKEncoder', 'encoder_grads',
-           'TrainCodes', 'encode_for_training', 'ShardCodes', 'ShardedTopKEncoder', 'encode_shard', 'gather_dot',
-           'SparseDecode', 'decode_for_training']
+           'fired_mask', 'select_codes', 'running_topk', 'select_codes_chunked', 'TopKEncoder', 'TrainCodes',
+           'encode_for_training', 'ShardCodes', 'ShardedTopKEncoder', 'encode_shard', 'gather_dot', 'SparseDecode',
+           'decode_for_training']
 
 # %% ../nbs/01a_kernels.ipynb #bfae55ec
 import os
@@ -170,9 +170,9 @@ class TopKEncoder(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_top: Tensor, _g_top_i: Tensor, g_aux: Tensor, _g_aux_i: Tensor):
-        return (*encoder_grads(ctx, g_top, g_aux), None, None, None, None, None, None)
+        return (*_encoder_grads(ctx, g_top, g_aux), None, None, None, None, None, None)
 
-def encoder_grads(ctx, g_top: Tensor, g_aux: Tensor | None) -> tuple:
+def _encoder_grads(ctx, g_top: Tensor, g_aux: Tensor | None) -> tuple:
     "The gradients of (x, W, b_enc, b_dec) from those of the selected values, through the selected latents only."
     x, W, b_dec, top_i, aux_i, aux_real = ctx.saved_tensors
     idx = torch.cat([top_i, aux_i], 1)
@@ -207,7 +207,7 @@ def encode_for_training(sae: TopKSAE, x_n: Float[Tensor, "tok d_model"], k: int,
     aux_on = torch.isfinite(aux_v).any() if kernel_path(x_n.device) == "cuda" and aux_v.shape[1] else None
     return TrainCodes(TopKOut(top_v.relu(), top_i), TopKOut(aux_v.relu(), aux_i), aux_on)
 
-# %% ../nbs/01a_kernels.ipynb #23b4c62b
+# %% ../nbs/01a_kernels.ipynb #9bb27a17
 class ShardCodes(NamedTuple):
     "One shard's view of a training step's codes (`encode_shard`)."
     values: Tensor  # (tok, w) this shard's candidates, pre-activation values (differentiable)
@@ -231,7 +231,7 @@ class ShardCodes(NamedTuple):
         keep = dist.shard_mask(self.aux_pos, self.rank, self.aux_values.shape[1])
         return TopKOut(self.aux_values.relu() * keep, self.aux_idx)
 
-# %% ../nbs/01a_kernels.ipynb #d0fc12fc
+# %% ../nbs/01a_kernels.ipynb #4dfc0d37
 def _shard_topk(pre: Tensor | None, tiles, width: int, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
     "The top `width` of one shard's pre-activations (masked to -inf outside `mask`), whole or from tiles."
     if pre is None: return running_topk(tiles(mask), width)
@@ -269,7 +269,7 @@ class ShardedTopKEncoder(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_v: Tensor, _i, _pos, _top_v, _top_i, g_av: Tensor, *_):
-        return (*encoder_grads(ctx, g_v, g_av), None, None, None, None, None, None, None)
+        return (*_encoder_grads(ctx, g_v, g_av), None, None, None, None, None, None, None)
 
 def encode_shard(x_n: Float[Tensor, "tok d_model"], W_enc: Tensor, b_enc: Tensor, b_dec: Tensor, shard: Shard, k: int,
                  dead_candidates: Bool[Tensor, " n_local"] | None = None, k_aux: int = 0, sort: bool = False,

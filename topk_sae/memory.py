@@ -69,7 +69,7 @@ def plan(d_model: int, n_latents: int, k: int, batch_tokens: int, precision: Pre
                       batch=4 * tok * d * 4,
                       checkpoint=4 * n + 4 * min(n, 1 << 16) * d)
 
-# %% ../nbs/04b_memory.ipynb #613ed1da
+# %% ../nbs/04b_memory.ipynb #79eeb4cd
 @dataclass(frozen=True)
 class CommPlan:
     "Bytes one training process sends per step (ring collectives), by what they carry."
@@ -98,7 +98,7 @@ def communication(d_model: int, n_latents: int, k: int, batch_tokens: int, world
                     reconstructions=decodes * _ring(4 * tok * d_model, tp),
                     gradients=_ring(4 * (2 * n * d_model + n), dp) + _ring(4 * d_model, world_size))
 
-# %% ../nbs/04b_memory.ipynb #52153eac
+# %% ../nbs/04b_memory.ipynb #b69f8e5f
 def smallest_tensor_parallel(free_bytes: int, d_model: int, n_latents: int, k: int, batch_tokens: int,
                              precision: Precision = "bf16") -> int:
     "The fewest processes (a power of two dividing `n_latents`) whose shards' plans fit `free_bytes` each; 0 if none."

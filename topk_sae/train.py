@@ -9,7 +9,7 @@ __all__ = ['init_distributed', 'TUNED_LR_SCALE', 'TUNED_AUX_COEF', 'TUNED_BETA1'
            'tuned_dead_tokens', 'paper_recipe', 'tuned_recipe', 'resolve', 'lr_at', 'loss_normalizer', 'DeadLatents',
            'project_decoder_grad_', 'EMA', 'fold_decoder_norm_', 'ema_weights', 'ema_sae', 'untie_encoder_',
            'kernel_impl', 'has_bf16', 'wants_bf16', 'autocast_for', 'Adam', 'make_optimizer', 'batch_split',
-           'TrainState', 'save_checkpoint', 'shard_folder', 'save_sharded_checkpoint', 'shard_as', 'checkpoint_files',
+           'TrainState', 'save_checkpoint', 'shard_folder', 'save_sharded_checkpoint', 'checkpoint_files',
            'find_checkpoint', 'load_checkpoint', 'TrainResult', 'as_source', 'check_source', 'log_row',
            'checkpoint_due', 'FiniteWatch', 'resume', 'check_checkpoint_dir', 'check_fits', 'to_device', 'train']
 
@@ -354,7 +354,7 @@ def make_optimizer(sae: SparseAutoencoder, recipe: Recipe, eps: float = 6.25e-10
     try: return Adam(sae.parameters(), fused=True, **kw)
     except (RuntimeError, TypeError): return Adam(sae.parameters(), **kw)
 
-# %% ../nbs/05_train.ipynb #b42d8554
+# %% ../nbs/05_train.ipynb #8e6a9f12
 def batch_split(sae: SparseAutoencoder) -> tuple[int, int]:
     "(data-parallel replicas, this process's index among them): each replica reads its slice of every global batch."
     shard = parallel.shard_of(sae)
@@ -463,11 +463,13 @@ def save_checkpoint(path: str | Path, state: TrainState, history: pd.DataFrame) 
     _clean_swaps(Path(path))
     return Path(path)
 
-# %% ../nbs/05_train.ipynb #ba8bd628
+# %% ../nbs/05_train.ipynb #8e60c074
 SHARD_FILES = ("raw.safetensors", "ema.safetensors", "trainer.pt")  # each shard's files, in its folder shard-R-of-N
 SHARDED_FILES = ("manifest.json", "cfg.json", "train_cfg.json", "history.csv")  # beside the shard folders
 
-def shard_folder(shard: dist.Shard) -> str: return f"shard-{shard.rank}-of-{shard.size}"
+def shard_folder(shard: dist.Shard) -> str:
+    "The folder of `shard`'s files in a sharded checkpoint."
+    return f"shard-{shard.rank}-of-{shard.size}"
 
 def _from_rank0(obj: Any) -> Any:
     "Rank 0's `obj`, on every process."
@@ -493,7 +495,7 @@ def save_sharded_checkpoint(path: str | Path, state: TrainState, history: pd.Dat
         if dist.distributed(): torch.distributed.all_gather_object(every, sums)  # every shard has written
         if me == 0:
             save_json({"tensor_parallel": shard.size, "data_parallel": shard.dp_size, "n_latents": sae.cfg.n_latents,
-                       "shards": [shard_folder(shard_as(shard, r)) for r in range(shard.size)],
+                       "shards": [f"shard-{r}-of-{shard.size}" for r in range(shard.size)],
                        "tokens": tokens}, tmp/"manifest.json")
             save_json({"format": type(sae).FORMAT, **sae.cfg.to_dict()}, tmp/"cfg.json")
             save_json({"train": state.cfg.to_dict(), "tokens": tokens}, tmp/"train_cfg.json")
@@ -503,10 +505,6 @@ def save_sharded_checkpoint(path: str | Path, state: TrainState, history: pd.Dat
     if dist.distributed(): torch.distributed.barrier()  # nobody goes on before the swap
     if me == 0: _clean_swaps(Path(path))
     return Path(path)
-
-def shard_as(shard: dist.Shard, rank: int) -> dist.Shard:
-    "`shard` as seen from tensor-parallel rank `rank`."
-    return dist.Shard(rank=rank, size=shard.size, n_local=shard.n_local)
 
 def _clean_swaps(path: Path) -> None:
     "Remove the halves of swaps a crash interrupted: the checkpoint at `path` is whole."
@@ -599,8 +597,8 @@ def check_source(source: ActivationSource, sae: SparseAutoencoder, cfg: TrainCon
     if source.hook and sae.cfg.hook and source.hook != sae.cfg.hook:
         raise ValueError(f"the source holds {source.hook!r} but the SAE was made for {sae.cfg.hook!r}")
     if cfg.batch_tokens % (replicas := batch_split(sae)[0]):
-        raise ValueError(f"batch_tokens={cfg.batch_tokens} must be divisible by the {replicas} processes (data-parallel "
-                         "replicas) that split each batch")
+        raise ValueError(f"batch_tokens={cfg.batch_tokens} must be divisible by the {replicas} processes "
+                         "(data-parallel replicas) that split each batch")
 
 # %% ../nbs/05_train.ipynb #5d905f9c
 def log_row(state: TrainState, out: StepOut, seconds: float) -> dict:
