@@ -45,13 +45,23 @@ def max_diff(out: Path, one: dict) -> dict[str, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("nproc,tp", [(2, 2), (4, 4), (4, 2)])
-def test_sharded_training_matches_one_process(tmp_path, one, nproc, tp):
-    r = subprocess.run(torchrun(nproc, str(tmp_path), "--tp", str(tp)), env=ENV, capture_output=True, text=True,
+@pytest.mark.parametrize("nproc,tp,path", [(2, 2, "cpu"), (4, 4, "cpu"), (4, 2, "cpu"), (2, 2, "cuda-path")])
+def test_sharded_training_matches_one_process(tmp_path, one, nproc, tp, path, monkeypatch):
+    "The three layouts, and the CUDA op sequence (fixed-width AuxK, no host decisions) run on the CPU."
+    env = {**ENV, "TOPK_SAE_KERNELS": path}
+    r = subprocess.run(torchrun(nproc, str(tmp_path), "--tp", str(tp)), env=env, capture_output=True, text=True,
                        timeout=600, check=False)
     assert r.returncode == 0, r.stderr[-3000:]
+    if path != "cpu":
+        import train_worker
+        monkeypatch.setenv("TOPK_SAE_KERNELS", path)
+        one = train_worker.run(out="", steps=24)
     diffs = max_diff(tmp_path, one)
     assert max(diffs.values()) <= TOL, diffs
+    x_hat = load_file(tmp_path / "forward.safetensors")["x_hat"]
+    import train_worker
+    with torch.no_grad(): whole = TopKSAE.load(tmp_path / "ema")(train_worker.data()[:64])
+    assert (x_hat - whole).abs().max() <= TOL * whole.abs().max()
     # one ordinary SAE, readable anywhere, the same config as the one-process save
     saved = json.loads((tmp_path / "ema" / "cfg.json").read_text())
     assert saved == {"format": TopKSAE.FORMAT, **SAEConfig.tiny(n_latents=96).to_dict()}

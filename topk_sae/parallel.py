@@ -6,7 +6,7 @@
 __all__ = ['SHARDED', 'ShardedTopKSAE', 'shard_state', 'shard_sae', 'reconstruct', 'local_part', 'sharded_topk_loss',
            'reduce_gradients_', 'shard_for_training', 'shard_of', 'meta_like', 'gather_state', 'load_shard']
 
-# %% ../nbs/04c_parallel.ipynb #b1d8dcd9
+# %% ../nbs/04c_parallel.ipynb #17c40561
 import dataclasses
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from .kernels import decode_for_training, encode_shard
 from .losses import LossInputs, StepOut, normalized_mse
 from .model import SAE_FORMAT, SAEConfig, SparseAutoencoder, TopKOut, TopKSAE, sparse_decode, unit_rows
 
-# %% ../nbs/04c_parallel.ipynb #efd03214
+# %% ../nbs/04c_parallel.ipynb #5d19272a
 SHARDED = ("W_enc", "W_dec", "b_enc")  # the tensors split by latent; every other one is whole on each shard
 
 class ShardedTopKSAE(TopKSAE):
@@ -49,7 +49,7 @@ class ShardedTopKSAE(TopKSAE):
         s = self.shard
         return f"{super().extra_repr()}, shard={s.rank}/{s.size} (latents {s.offset}..{s.offset + s.n_local - 1})"
 
-# %% ../nbs/04c_parallel.ipynb #9c157c6b
+# %% ../nbs/04c_parallel.ipynb #7258ad29
 def shard_state(state: dict[str, Tensor], shard: Shard) -> dict[str, Tensor]:
     "The tensors of a whole SAE's `state` that `shard` holds (copies; `W_enc` column-major)."
     rows = slice(shard.offset, shard.offset + shard.n_local)
@@ -66,14 +66,14 @@ def shard_sae(sae: TopKSAE, shard: Shard) -> ShardedTopKSAE:
     out.load_state_dict(shard_state(sae.state_dict(), shard), assign=True)
     return out
 
-# %% ../nbs/04c_parallel.ipynb #ee71a0df
+# %% ../nbs/04c_parallel.ipynb #420331a2
 def reconstruct(sae: ShardedTopKSAE, local: TopKOut, impl: str = "sparse") -> Float[Tensor, "tok d_model"]:
     "The whole normalized reconstruction `z W_dec + b_dec`, from this shard's part of the code (local indices)."
     partial = decode_for_training(local, sae.W_dec, impl)
     if sae.shard.rank == 0: partial = partial + sae.b_dec
     return dist.sum_over_shards(partial, sae.shard.tp_group).float()
 
-# %% ../nbs/04c_parallel.ipynb #353539aa
+# %% ../nbs/04c_parallel.ipynb #f1cdc9ee
 def local_part(top: TopKOut, shard: Shard) -> TopKOut:
     "The entries of a whole code that `shard` holds, with local indices (the others: index 0, value 0)."
     local = top.idx - shard.offset
@@ -96,7 +96,7 @@ def _decode_sparse(self: ShardedTopKSAE, top: TopKOut) -> Float[Tensor, "tok d_m
 
 ShardedTopKSAE.encode_topk, ShardedTopKSAE.decode_sparse = _encode_topk, _decode_sparse
 
-# %% ../nbs/04c_parallel.ipynb #0f64445c
+# %% ../nbs/04c_parallel.ipynb #320232f9
 def sharded_topk_loss(sae: ShardedTopKSAE, x_n: Float[Tensor, "tok d_model"], inputs: LossInputs) -> StepOut:
     "`topk_loss` for one shard of the latents: the same objective, each reconstruction summed over the shards."
     s, k = sae.shard, sae.cfg.k
@@ -123,7 +123,7 @@ def _training_loss(self: ShardedTopKSAE, x_n: Float[Tensor, "tok d_model"], inpu
 
 ShardedTopKSAE.training_loss = _training_loss
 
-# %% ../nbs/04c_parallel.ipynb #70b0ec3e
+# %% ../nbs/04c_parallel.ipynb #e7f9b822
 def reduce_gradients_(sae: ShardedTopKSAE) -> None:
     "In place: the shard's gradients averaged over its data-parallel group; `b_dec`'s summed over shards, too."
     s = sae.shard
@@ -132,7 +132,7 @@ def reduce_gradients_(sae: ShardedTopKSAE) -> None:
         g /= s.dp_size
     dist.average_gradients_([sae.W_enc, sae.W_dec, sae.b_enc], group=s.dp_group)
 
-# %% ../nbs/04c_parallel.ipynb #84451377
+# %% ../nbs/04c_parallel.ipynb #e8fc4626
 def shard_for_training(sae: SparseAutoencoder, tensor_parallel: int) -> SparseAutoencoder:
     "`sae` as this process's shard under `tensor_parallel` processes per SAE (checked first); `sae` itself for 1."
     if isinstance(sae, ShardedTopKSAE):
@@ -155,7 +155,7 @@ def meta_like(sae: SparseAutoencoder) -> SparseAutoencoder:
     if isinstance(sae, ShardedTopKSAE): return ShardedTopKSAE(sae.cfg, sae.shard, device="meta")
     return type(sae)(sae.cfg, device="meta")
 
-# %% ../nbs/04c_parallel.ipynb #9f0970e4
+# %% ../nbs/04c_parallel.ipynb #f3b6c5f0
 @torch.no_grad()
 def gather_state(sae: ShardedTopKSAE) -> dict[str, Tensor] | None:
     "The whole SAE's tensors, on the host of global rank 0 (None on the others): collective."
@@ -169,11 +169,11 @@ def gather_state(sae: ShardedTopKSAE) -> dict[str, Tensor] | None:
         if s.rank != 0:
             torch.distributed.send(local, dst=torch.distributed.get_global_rank(s.tp_group, 0), group=s.tp_group)
             continue
-        whole = torch.empty((s.n_latents, *local.shape[1:]), dtype=local.dtype)  # on the host
-        whole[:s.n_local] = local.cpu()
+        whole, buf = torch.empty((s.n_latents, *local.shape[1:]), dtype=local.dtype), torch.empty_like(local)
+        whole[:s.n_local] = local.cpu()  # `whole` on the host, `buf` (one shard) on the device
         for r in range(1, s.size):
-            torch.distributed.recv(local, src=torch.distributed.get_global_rank(s.tp_group, r), group=s.tp_group)
-            whole[r * s.n_local:(r + 1) * s.n_local] = local.cpu()
+            torch.distributed.recv(buf, src=torch.distributed.get_global_rank(s.tp_group, r), group=s.tp_group)
+            whole[r * s.n_local:(r + 1) * s.n_local] = buf.cpu()
         out[name] = whole.t() if name == "W_enc" else whole
     return out if s.rank == 0 else None
 
@@ -189,7 +189,7 @@ def _save(self: ShardedTopKSAE, path: str | Path) -> Path:
 
 ShardedTopKSAE.save = _save
 
-# %% ../nbs/04c_parallel.ipynb #1522fea5
+# %% ../nbs/04c_parallel.ipynb #3da3d63d
 def load_shard(path: str | Path, shard: Shard, device: str | torch.device | None = None) -> ShardedTopKSAE:
     "This process's `shard` of the whole TopK SAE saved in the folder `path`, reading only its rows."
     path = Path(path)

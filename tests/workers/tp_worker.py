@@ -3,7 +3,8 @@
     torchrun --standalone --nproc_per_node 4 tp_worker.py OUT --tp 2 [--steps N] [--ckpt DIR] [--slow SECONDS]
 
 It trains the same tiny SAE on the same data as train_worker.py, then saves the trained module and
-its EMA as whole SAEs (`sae.save` is collective under tensor parallelism) into OUT/raw and OUT/ema.
+its EMA as whole SAEs (`sae.save` is collective under tensor parallelism) into OUT/raw and OUT/ema, and
+the sharded EMA SAE's reconstruction of the first 64 rows into OUT/forward.safetensors.
 """
 import argparse
 import dataclasses
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import torch
 import train_worker
+from safetensors.torch import save_file
 
-from topk_sae.distributed import init_distributed
+from topk_sae.distributed import init_distributed, rank
 from topk_sae.model import SAEConfig, TopKSAE
 from topk_sae.train import train
 
@@ -21,6 +23,8 @@ def run(out: str, tp: int, steps: int = 24, ckpt: str | None = None, slow: float
     res = train(TopKSAE(SAEConfig.tiny(n_latents=96)), train_worker.SlowSource(train_worker.data(), slow), cfg)
     res.raw.save(Path(out) / "raw")
     res.sae.save(Path(out) / "ema")
+    with torch.no_grad(): y = res.sae(train_worker.data()[:64])  # inference on the sharded SAE: the same everywhere
+    if rank() == 0: save_file({"x_hat": y}, Path(out) / "forward.safetensors")
 
 
 if __name__ == "__main__":
