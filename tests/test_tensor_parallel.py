@@ -45,14 +45,16 @@ def max_diff(out: Path, one: dict) -> dict[str, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("nproc,tp,path", [(2, 2, "cpu"), (4, 4, "cpu"), (4, 2, "cpu"), (2, 2, "cuda-path")])
+@pytest.mark.parametrize("nproc,tp,path", [(2, 2, "cpu"), (4, 4, "cpu"), (4, 2, "cpu"), (2, 2, "cuda-path"),
+                                           (2, 2, "tiles")])
 def test_sharded_training_matches_one_process(tmp_path, one, nproc, tp, path, monkeypatch):
-    "The three layouts, and the CUDA op sequence (fixed-width AuxK, no host decisions) run on the CPU."
-    env = {**ENV, "TOPK_SAE_KERNELS": path}
+    "The three layouts; the CUDA op sequence (fixed-width AuxK, no host decisions) on the CPU; pre-activation tiles."
+    env = {**ENV, "TOPK_SAE_KERNELS": "cpu" if path == "tiles" else path}
+    if path == "tiles": env["TRAIN_WORKER_CFG"] = json.dumps({"encoder_chunk": 16})  # 3 tiles of each shard's 48
     r = subprocess.run(torchrun(nproc, str(tmp_path), "--tp", str(tp)), env=env, capture_output=True, text=True,
                        timeout=600, check=False)
     assert r.returncode == 0, r.stderr[-3000:]
-    if path != "cpu":
+    if path == "cuda-path":
         import train_worker
         monkeypatch.setenv("TOPK_SAE_KERNELS", path)
         one = train_worker.run(out="", steps=24)

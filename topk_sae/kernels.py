@@ -207,7 +207,7 @@ def encode_for_training(sae: TopKSAE, x_n: Float[Tensor, "tok d_model"], k: int,
     aux_on = torch.isfinite(aux_v).any() if kernel_path(x_n.device) == "cuda" and aux_v.shape[1] else None
     return TrainCodes(TopKOut(top_v.relu(), top_i), TopKOut(aux_v.relu(), aux_i), aux_on)
 
-# %% ../nbs/01a_kernels.ipynb #9bb27a17
+# %% ../nbs/01a_kernels.ipynb #16ee81ff
 class ShardCodes(NamedTuple):
     "One shard's view of a training step's codes (`encode_shard`)."
     values: Tensor  # (tok, w) this shard's candidates, pre-activation values (differentiable)
@@ -231,7 +231,7 @@ class ShardCodes(NamedTuple):
         keep = dist.shard_mask(self.aux_pos, self.rank, self.aux_values.shape[1])
         return TopKOut(self.aux_values.relu() * keep, self.aux_idx)
 
-# %% ../nbs/01a_kernels.ipynb #4dfc0d37
+# %% ../nbs/01a_kernels.ipynb #4e135a10
 def _shard_topk(pre: Tensor | None, tiles, width: int, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
     "The top `width` of one shard's pre-activations (masked to -inf outside `mask`), whole or from tiles."
     if pre is None: return running_topk(tiles(mask), width)
