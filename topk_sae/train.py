@@ -11,7 +11,8 @@ __all__ = ['init_distributed', 'TUNED_LR_SCALE', 'TUNED_AUX_COEF', 'TUNED_BETA1'
            'kernel_impl', 'has_bf16', 'wants_bf16', 'autocast_for', 'Adam', 'make_optimizer', 'batch_split',
            'TrainState', 'save_checkpoint', 'shard_folder', 'save_sharded_checkpoint', 'checkpoint_files',
            'find_checkpoint', 'load_checkpoint', 'TrainResult', 'as_source', 'check_source', 'log_row',
-           'checkpoint_due', 'FiniteWatch', 'resume', 'check_checkpoint_dir', 'check_fits', 'to_device', 'train']
+           'checkpoint_due', 'FiniteWatch', 'resume', 'check_checkpoint_dir', 'check_fits', 'to_device', 'train',
+           'checkpoint_sae']
 
 # %% ../nbs/05_train.ipynb #1c2b39a2
 import contextlib
@@ -354,7 +355,7 @@ def make_optimizer(sae: SparseAutoencoder, recipe: Recipe, eps: float = 6.25e-10
     try: return Adam(sae.parameters(), fused=True, **kw)
     except (RuntimeError, TypeError): return Adam(sae.parameters(), **kw)
 
-# %% ../nbs/05_train.ipynb #8e6a9f12
+# %% ../nbs/05_train.ipynb #b9ac917f
 def batch_split(sae: SparseAutoencoder) -> tuple[int, int]:
     "(data-parallel replicas, this process's index among them): each replica reads its slice of every global batch."
     shard = parallel.shard_of(sae)
@@ -463,7 +464,7 @@ def save_checkpoint(path: str | Path, state: TrainState, history: pd.DataFrame) 
     _clean_swaps(Path(path))
     return Path(path)
 
-# %% ../nbs/05_train.ipynb #8e60c074
+# %% ../nbs/05_train.ipynb #d2ccfb74
 SHARD_FILES = ("raw.safetensors", "ema.safetensors", "trainer.pt")  # each shard's files, in its folder shard-R-of-N
 SHARDED_FILES = ("manifest.json", "cfg.json", "train_cfg.json", "history.csv")  # beside the shard folders
 
@@ -729,3 +730,26 @@ def _train(sae: SparseAutoencoder, source: ActivationSource, cfg: TrainConfig, m
                 save_checkpoint(cfg.checkpoint_dir, state, pd.DataFrame(rows))
     finally: WORKSPACE.clear()  # the kernels' reused buffers (a (batch, n_latents) matrix among them) are not kept
     return TrainResult(state.finish(), sae, pd.DataFrame(rows), state.recipe, time.perf_counter() - start)
+
+# %% ../nbs/05_train.ipynb #b29a05ba
+def checkpoint_sae(path: str | Path) -> SparseAutoencoder:
+    "The EMA SAE of the checkpoint at `path` (unit-norm decoder rows), whole even when the checkpoint is sharded."
+    if (found := find_checkpoint(path)) is None: raise FileNotFoundError(f"no checkpoint in {path}")
+    if not (found/"manifest.json").exists(): return TopKSAE.load(found)
+    manifest, cfg = load_json(found/"manifest.json", "checkpoint manifest"), load_json(found/"cfg.json", "SAE config")
+    sae_cfg = TopKSAE.Config.from_dict({k: v for k, v in cfg.items() if k != "format"})
+    whole = TopKSAE(sae_cfg, device="meta")
+    decay = resolve(TrainConfig.from_dict(load_json(found/"train_cfg.json", "train config")["train"]), whole).ema_decay
+    parts, n = [], sae_cfg.n_latents // manifest["tensor_parallel"]
+    for r, name in enumerate(manifest["shards"]):
+        shard = parallel.ShardedTopKSAE(sae_cfg, dist.Shard(rank=r, size=len(manifest["shards"]), n_local=n),
+                                        device="meta")
+        shard.load_state_dict(_read(found/name/"raw.safetensors", load_file), assign=True)
+        ema = EMA(shard, decay)
+        ema.shadow, ema.t = _read(found/name/"ema.safetensors", load_file), \
+            _read(found/name/"trainer.pt", torch.load, weights_only=True)["ema_t"]
+        parts.append(ema_weights(shard, ema, consume=True))
+    joined = {k: torch.cat([p[k] for p in parts], 1 if k == "W_enc" else 0) if k in parallel.SHARDED else parts[0][k]
+              for k in parts[0]}
+    whole.load_state_dict(joined, assign=True)
+    return whole
