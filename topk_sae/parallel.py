@@ -6,7 +6,7 @@
 __all__ = ['SHARDED', 'ShardedTopKSAE', 'shard_state', 'shard_sae', 'reconstruct', 'local_part', 'sharded_topk_loss',
            'reduce_gradients_', 'shard_for_training', 'shard_of', 'meta_like', 'gather_state', 'load_shard']
 
-# %% ../nbs/04c_parallel.ipynb #17c40561
+# %% ../nbs/04c_parallel.ipynb #5b1ca0d7
 import dataclasses
 from pathlib import Path
 
@@ -21,9 +21,9 @@ from .core import get_device, load_json
 from .distributed import Shard
 from .kernels import decode_for_training, encode_shard
 from .losses import LossInputs, StepOut, normalized_mse
-from .model import SAE_FORMAT, SAEConfig, SparseAutoencoder, TopKOut, TopKSAE, sparse_decode, unit_rows
+from .model import SAE_FORMAT, NormStats, SAEConfig, SparseAutoencoder, TopKOut, TopKSAE, sparse_decode, unit_rows
 
-# %% ../nbs/04c_parallel.ipynb #5d19272a
+# %% ../nbs/04c_parallel.ipynb #c1629d87
 SHARDED = ("W_enc", "W_dec", "b_enc")  # the tensors split by latent; every other one is whole on each shard
 
 class ShardedTopKSAE(TopKSAE):
@@ -49,7 +49,7 @@ class ShardedTopKSAE(TopKSAE):
         s = self.shard
         return f"{super().extra_repr()}, shard={s.rank}/{s.size} (latents {s.offset}..{s.offset + s.n_local - 1})"
 
-# %% ../nbs/04c_parallel.ipynb #7258ad29
+# %% ../nbs/04c_parallel.ipynb #b841f28c
 def shard_state(state: dict[str, Tensor], shard: Shard) -> dict[str, Tensor]:
     "The tensors of a whole SAE's `state` that `shard` holds (copies; `W_enc` column-major)."
     rows = slice(shard.offset, shard.offset + shard.n_local)
@@ -66,14 +66,14 @@ def shard_sae(sae: TopKSAE, shard: Shard) -> ShardedTopKSAE:
     out.load_state_dict(shard_state(sae.state_dict(), shard), assign=True)
     return out
 
-# %% ../nbs/04c_parallel.ipynb #420331a2
+# %% ../nbs/04c_parallel.ipynb #ee6ac756
 def reconstruct(sae: ShardedTopKSAE, local: TopKOut, impl: str = "sparse") -> Float[Tensor, "tok d_model"]:
     "The whole normalized reconstruction `z W_dec + b_dec`, from this shard's part of the code (local indices)."
     partial = decode_for_training(local, sae.W_dec, impl)
     if sae.shard.rank == 0: partial = partial + sae.b_dec
     return dist.sum_over_shards(partial, sae.shard.tp_group).float()
 
-# %% ../nbs/04c_parallel.ipynb #f1cdc9ee
+# %% ../nbs/04c_parallel.ipynb #1f198b48
 def local_part(top: TopKOut, shard: Shard) -> TopKOut:
     "The entries of a whole code that `shard` holds, with local indices (the others: index 0, value 0)."
     local = top.idx - shard.offset
@@ -94,9 +94,24 @@ def _decode_sparse(self: ShardedTopKSAE, top: TopKOut) -> Float[Tensor, "tok d_m
     partial = sparse_decode(local_part(top, self.shard), self.W_dec)
     return dist.sum_over_shards(partial, self.shard.tp_group) + self.b_dec
 
-ShardedTopKSAE.encode_topk, ShardedTopKSAE.decode_sparse = _encode_topk, _decode_sparse
+def _decode(self: ShardedTopKSAE, z: Float[Tensor, "*batch n_latents"], x: Float[Tensor, "*batch d_model"] | None = None,
+            stats: NormStats | None = None) -> Float[Tensor, "*batch d_model"]:
+    "Raw-space reconstruction of dense latents (all `n_latents` columns): each shard multiplies its own columns."
+    s, n = self.shard, self.cfg.n_latents
+    if z.shape[-1] != n: raise ValueError(f"latents have width {z.shape[-1]} but this SAE has n_latents={n}")
+    mine = z.reshape(-1, n)[:, s.offset:s.offset + s.n_local]
+    x_n_hat = dist.sum_over_shards(mine @ self.W_dec, s.tp_group) + self.b_dec
+    if stats is None and x is not None: _, stats = self.normalize(self._check_input(x))
+    if stats is None:
+        if self.cfg.normalize in ("layernorm", "unit_norm"):
+            raise ValueError(f"decode needs the input's statistics in normalize={self.cfg.normalize!r} mode: "
+                             "call sae.decode(z, x=x) or sae.decode(z, stats=stats), or use sae(x)")
+        stats = self.global_stats()
+    return self.denormalize(x_n_hat, stats).reshape(*z.shape[:-1], self.cfg.d_model)
 
-# %% ../nbs/04c_parallel.ipynb #320232f9
+ShardedTopKSAE.encode_topk, ShardedTopKSAE.decode_sparse, ShardedTopKSAE.decode = _encode_topk, _decode_sparse, _decode
+
+# %% ../nbs/04c_parallel.ipynb #55ee2e5b
 def sharded_topk_loss(sae: ShardedTopKSAE, x_n: Float[Tensor, "tok d_model"], inputs: LossInputs) -> StepOut:
     "`topk_loss` for one shard of the latents: the same objective, each reconstruction summed over the shards."
     s, k = sae.shard, sae.cfg.k
@@ -123,7 +138,7 @@ def _training_loss(self: ShardedTopKSAE, x_n: Float[Tensor, "tok d_model"], inpu
 
 ShardedTopKSAE.training_loss = _training_loss
 
-# %% ../nbs/04c_parallel.ipynb #e7f9b822
+# %% ../nbs/04c_parallel.ipynb #7826ae55
 def reduce_gradients_(sae: ShardedTopKSAE) -> None:
     "In place: the shard's gradients averaged over its data-parallel group; `b_dec`'s summed over shards, too."
     s = sae.shard
@@ -132,7 +147,7 @@ def reduce_gradients_(sae: ShardedTopKSAE) -> None:
         g /= s.dp_size
     dist.average_gradients_([sae.W_enc, sae.W_dec, sae.b_enc], group=s.dp_group)
 
-# %% ../nbs/04c_parallel.ipynb #e8fc4626
+# %% ../nbs/04c_parallel.ipynb #d4c39fde
 def shard_for_training(sae: SparseAutoencoder, tensor_parallel: int) -> SparseAutoencoder:
     "`sae` as this process's shard under `tensor_parallel` processes per SAE (checked first); `sae` itself for 1."
     if isinstance(sae, ShardedTopKSAE):
@@ -155,7 +170,7 @@ def meta_like(sae: SparseAutoencoder) -> SparseAutoencoder:
     if isinstance(sae, ShardedTopKSAE): return ShardedTopKSAE(sae.cfg, sae.shard, device="meta")
     return type(sae)(sae.cfg, device="meta")
 
-# %% ../nbs/04c_parallel.ipynb #f3b6c5f0
+# %% ../nbs/04c_parallel.ipynb #e5c640e5
 @torch.no_grad()
 def gather_state(sae: ShardedTopKSAE) -> dict[str, Tensor] | None:
     "The whole SAE's tensors, on the host of global rank 0 (None on the others): collective."
@@ -189,7 +204,7 @@ def _save(self: ShardedTopKSAE, path: str | Path) -> Path:
 
 ShardedTopKSAE.save = _save
 
-# %% ../nbs/04c_parallel.ipynb #3da3d63d
+# %% ../nbs/04c_parallel.ipynb #9f4a1816
 def load_shard(path: str | Path, shard: Shard, device: str | torch.device | None = None) -> ShardedTopKSAE:
     "This process's `shard` of the whole TopK SAE saved in the folder `path`, reading only its rows."
     path = Path(path)

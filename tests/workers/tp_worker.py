@@ -23,8 +23,9 @@ def run(out: str, tp: int, steps: int = 24, ckpt: str | None = None, slow: float
     res = train(TopKSAE(SAEConfig.tiny(n_latents=96)), train_worker.SlowSource(train_worker.data(), slow), cfg)
     res.raw.save(Path(out) / "raw")
     res.sae.save(Path(out) / "ema")
-    with torch.no_grad(): y = res.sae(train_worker.data()[:64])  # inference on the sharded SAE: the same everywhere
-    if rank() == 0: save_file({"x_hat": y}, Path(out) / "forward.safetensors")
+    x = train_worker.data()[:64]
+    with torch.no_grad(): y, y_dense = res.sae(x), res.sae.decode(res.sae.encode(x), x=x)  # inference, sharded
+    if rank() == 0: save_file({"x_hat": y, "x_hat_dense": y_dense}, Path(out) / "forward.safetensors")
 
 
 if __name__ == "__main__":
