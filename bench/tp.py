@@ -55,6 +55,7 @@ def worker(a: argparse.Namespace) -> None:
     if rank() == 0:
         Path(a.out).write_text(json.dumps({"ms": 1000 * statistics.median(seconds), "bytes": SENT["bytes"] / a.steps,
                                            "k_aux": res.recipe.k_aux}))
+    torch.distributed.destroy_process_group()
 
 
 def main(a: argparse.Namespace) -> None:

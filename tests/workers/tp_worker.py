@@ -39,3 +39,4 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     init_distributed()
     run(a.out, a.tp, a.steps, a.ckpt, a.slow)
+    torch.distributed.destroy_process_group()  # with the mesh's subgroups: gloo threads left at exit can abort it
