@@ -8,6 +8,7 @@ __all__ = ['distributed', 'world_size', 'rank', 'init_distributed', 'group_size'
            'gather_candidates', 'merge_topk', 'shard_mask', 'SumOverShards', 'sum_over_shards']
 
 # %% ../nbs/00a_distributed.ipynb #b45bfc84
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -102,7 +103,7 @@ def global_variance(x: Float[Tensor, "tok d"], group: Any = None) -> Tensor:
     n, mean = stats[-1], stats[:-2] / stats[-1]
     return ((stats[-2] / n - mean.pow(2).sum()) / x.shape[1]).clamp_min(0).to(x.dtype)
 
-# %% ../nbs/00a_distributed.ipynb #97a019f4
+# %% ../nbs/00a_distributed.ipynb #08490299
 @dataclass(frozen=True)
 class Shard:
     "Where this process sits in a (data parallel x tensor parallel) layout, and which latents it holds."
@@ -126,7 +127,7 @@ class Shard:
         if a >= b: return None
         return slice(a - self.offset, b - self.offset), slice(a - rows.start, b - rows.start)
 
-# %% ../nbs/00a_distributed.ipynb #a3e26b8a
+# %% ../nbs/00a_distributed.ipynb #c00bde74
 _MESHES: dict[tuple, Any] = {}  # (world size, tensor_parallel, device type) -> DeviceMesh, made once per process
 
 def check_layout(n_latents: int, tensor_parallel: int, world: int) -> None:
@@ -141,6 +142,10 @@ def check_layout(n_latents: int, tensor_parallel: int, world: int) -> None:
                          f"process holds the same number of latents; use n_latents={n_latents // tensor_parallel + 1}"
                          f" * {tensor_parallel} or another tensor_parallel")
 
+def _leave_group() -> None:
+    "Destroy the process group (and the mesh's subgroups) if the script has not: at exit, their threads can abort."
+    if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
+
 def mesh_shard(n_latents: int, tensor_parallel: int, device_type: str = "cpu") -> Shard:
     "This process's `Shard` of `n_latents` latents in a (world / tensor_parallel, tensor_parallel) `DeviceMesh`."
     world = world_size()
@@ -148,6 +153,7 @@ def mesh_shard(n_latents: int, tensor_parallel: int, device_type: str = "cpu") -
     key = (world, tensor_parallel, device_type)
     if key not in _MESHES:
         from torch.distributed.device_mesh import init_device_mesh
+        if not _MESHES: atexit.register(_leave_group)  # the mesh's gloo subgroups must not outlive the interpreter
         _MESHES[key] = init_device_mesh(device_type, (world // tensor_parallel, tensor_parallel),
                                         mesh_dim_names=("dp", "tp"))
     mesh = _MESHES[key]
@@ -155,7 +161,7 @@ def mesh_shard(n_latents: int, tensor_parallel: int, device_type: str = "cpu") -
                  dp_rank=mesh.get_local_rank("dp"), dp_size=world // tensor_parallel, tp_group=mesh.get_group("tp"),
                  dp_group=mesh.get_group("dp"))
 
-# %% ../nbs/00a_distributed.ipynb #568ae4f8
+# %% ../nbs/00a_distributed.ipynb #4071df3f
 def gather_candidates(values: Float[Tensor, "tok w"], idx: Int[Tensor, "tok w"],
                       group: Any = None) -> tuple[list[Tensor], list[Tensor]]:
     "Every shard's (values, global indices) candidates, in tensor-parallel rank order; as is in a single process."
@@ -172,7 +178,7 @@ def merge_topk(values: list[Tensor], idx: list[Tensor], k: int,
     top_v, pos = torch.cat(values, 1).topk(k, dim=-1, sorted=sort)
     return top_v, torch.cat(idx, 1).gather(1, pos), pos
 
-# %% ../nbs/00a_distributed.ipynb #d6bf238b
+# %% ../nbs/00a_distributed.ipynb #88869fdd
 def shard_mask(pos: Int[Tensor, "tok k"], rank: int, width: int) -> Bool[Tensor, "tok width"]:
     "Which of shard `rank`'s `width` candidates per row `merge_topk` kept (its block of the concatenation)."
     local = pos - rank * width
