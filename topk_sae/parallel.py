@@ -94,8 +94,9 @@ def _decode_sparse(self: ShardedTopKSAE, top: TopKOut) -> Float[Tensor, "tok d_m
     partial = sparse_decode(local_part(top, self.shard), self.W_dec)
     return dist.sum_over_shards(partial, self.shard.tp_group) + self.b_dec
 
-def _decode(self: ShardedTopKSAE, z: Float[Tensor, "*batch n_latents"], x: Float[Tensor, "*batch d_model"] | None = None,
-            stats: NormStats | None = None) -> Float[Tensor, "*batch d_model"]:
+def _decode(self: ShardedTopKSAE, z: Float[Tensor, "*batch n_latents"],
+            x: Float[Tensor, "*batch d_model"] | None = None, stats: NormStats | None = None
+            ) -> Float[Tensor, "*batch d_model"]:
     "Raw-space reconstruction of dense latents (all `n_latents` columns): each shard multiplies its own columns."
     s, n = self.shard, self.cfg.n_latents
     if z.shape[-1] != n: raise ValueError(f"latents have width {z.shape[-1]} but this SAE has n_latents={n}")
