@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['KernelPath', 'WORKSPACE', 'Impl', 'kernel_path', 'Workspace', 'release_grads_', 'scatter_outer', 'scatter_outer_bag',
            'fired_mask', 'select_codes', 'running_topk', 'select_codes_chunked', 'TopKEncoder', 'TrainCodes',
-           'encode_for_training', 'gather_dot', 'SparseDecode', 'decode_for_training']
+           'encode_for_training', 'ShardCodes', 'ShardedTopKEncoder', 'encode_shard', 'gather_dot', 'SparseDecode',
+           'decode_for_training']
 
 # %% ../nbs/01a_kernels.ipynb #bfae55ec
 import os
@@ -18,7 +19,8 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from .distributed import fired_anywhere
+from . import distributed as dist
+from .distributed import Shard, fired_anywhere
 from .model import TopKOut, TopKSAE, sparse_decode
 
 # %% ../nbs/01a_kernels.ipynb #1e43c80c
@@ -88,10 +90,12 @@ def scatter_outer_bag(idx: Int[Tensor, "tok k"], g: Float[Tensor, "tok k"], x: F
         return torch.autograd.grad(bags, zero, grad_outputs=x)[0]
 
 # %% ../nbs/01a_kernels.ipynb #2b493193
-def fired_mask(idx: Int[Tensor, "tok k"], acts: Float[Tensor, "tok k"], n: int) -> Bool[Tensor, " n"]:
-    "The latents with a positive value somewhere in a code, by a scatter (no boolean-mask gather: no host sync)."
-    hits = (acts > 0).flatten().to(torch.int32)
-    return torch.zeros(n, dtype=torch.int32, device=idx.device).index_add_(0, idx.flatten(), hits) > 0
+def fired_mask(idx: Int[Tensor, "tok k"], acts: Float[Tensor, "tok k"], n: int, offset: int = 0) -> Bool[Tensor, " n"]:
+    "Latents `offset..offset+n-1` with a positive value somewhere in a code, by a scatter (no host sync)."
+    local = idx.flatten() - offset
+    mine = (local >= 0) & (local < n)  # a shard of the latents (`offset`) counts only its own
+    hits = ((acts > 0).flatten() & mine).to(torch.int32)
+    return torch.zeros(n, dtype=torch.int32, device=idx.device).index_add_(0, torch.where(mine, local, 0), hits) > 0
 
 # %% ../nbs/01a_kernels.ipynb #c9b2ec5a
 def select_codes(pre: Tensor, k: int, sort: bool, candidates: Tensor | None, k_aux: int, k_fire: int,
@@ -166,17 +170,21 @@ class TopKEncoder(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_top: Tensor, _g_top_i: Tensor, g_aux: Tensor, _g_aux_i: Tensor):
-        x, W, b_dec, top_i, aux_i, aux_real = ctx.saved_tensors
-        idx = torch.cat([top_i, aux_i], 1)
-        g_aux = g_aux * aux_real if g_aux is not None else g_top.new_zeros(aux_i.shape)  # a -inf pick gets nothing
-        g = torch.cat([g_top, g_aux], 1)
-        gb = torch.zeros(W.shape[1], dtype=g.dtype, device=g.device).index_add_(0, idx.flatten(), g.flatten())
-        gW = scatter_outer(idx, g, x - b_dec, W.shape[1]).t() if ctx.needs_input_grad[1] else None
-        g_bdec = -(W @ gb.to(W.dtype)) if ctx.needs_input_grad[3] else None
-        gx = None
-        if ctx.needs_input_grad[0]:
-            gx = F.embedding_bag(idx, W.t().contiguous(), per_sample_weights=g.to(W.dtype), mode="sum")
-        return gx, gW, gb if ctx.needs_input_grad[2] else None, g_bdec, None, None, None, None, None, None
+        return (*_encoder_grads(ctx, g_top, g_aux), None, None, None, None, None, None)
+
+def _encoder_grads(ctx, g_top: Tensor, g_aux: Tensor | None) -> tuple:
+    "The gradients of (x, W, b_enc, b_dec) from those of the selected values, through the selected latents only."
+    x, W, b_dec, top_i, aux_i, aux_real = ctx.saved_tensors
+    idx = torch.cat([top_i, aux_i], 1)
+    g_aux = g_aux * aux_real if g_aux is not None else g_top.new_zeros(aux_i.shape)  # a -inf pick gets nothing
+    g = torch.cat([g_top, g_aux], 1)
+    gb = torch.zeros(W.shape[1], dtype=g.dtype, device=g.device).index_add_(0, idx.flatten(), g.flatten())
+    gW = scatter_outer(idx, g, x - b_dec, W.shape[1]).t() if ctx.needs_input_grad[1] else None
+    g_bdec = -(W @ gb.to(W.dtype)) if ctx.needs_input_grad[3] else None
+    gx = None
+    if ctx.needs_input_grad[0]:
+        gx = F.embedding_bag(idx, W.t().contiguous(), per_sample_weights=g.to(W.dtype), mode="sum")
+    return gx, gW, gb if ctx.needs_input_grad[2] else None, g_bdec
 
 # %% ../nbs/01a_kernels.ipynb #dad72e5d
 Impl = Literal["sparse", "dense"]
@@ -198,6 +206,81 @@ def encode_for_training(sae: TopKSAE, x_n: Float[Tensor, "tok d_model"], k: int,
     else: raise ValueError(f"impl must be 'sparse' or 'dense', got {impl!r}")
     aux_on = torch.isfinite(aux_v).any() if kernel_path(x_n.device) == "cuda" and aux_v.shape[1] else None
     return TrainCodes(TopKOut(top_v.relu(), top_i), TopKOut(aux_v.relu(), aux_i), aux_on)
+
+# %% ../nbs/01a_kernels.ipynb #16ee81ff
+class ShardCodes(NamedTuple):
+    "One shard's view of a training step's codes (`encode_shard`)."
+    values: Tensor  # (tok, w) this shard's candidates, pre-activation values (differentiable)
+    idx: Tensor  # (tok, w) their local indices (distinct in each row)
+    pos: Tensor  # (tok, k) positions of the merged top-k in the concatenation of every shard's candidates
+    top: TopKOut  # the whole (global) code, after ReLU: the same on every shard
+    aux_values: Tensor  # (tok, w_aux) this shard's AuxK candidates (differentiable; width 0 without AuxK)
+    aux_idx: Tensor  # (tok, w_aux) their local indices
+    aux_pos: Tensor  # (tok, k_aux) positions of the merged AuxK code
+    aux: TopKOut  # the whole AuxK code, after ReLU
+    rank: int  # this shard's rank in its tensor-parallel group
+    aux_on: Tensor | None = None  # CUDA path: whether any latent is dead (as in `TrainCodes`)
+
+    def local(self, k: int | None = None) -> TopKOut:
+        "The part of the first `k` latents of the code (all without `k`) this shard holds, with local indices."
+        keep = dist.shard_mask(self.pos[:, :k], self.rank, self.values.shape[1])
+        return TopKOut(self.values.relu() * keep, self.idx)
+
+    def local_aux(self) -> TopKOut:
+        "The part of the AuxK code this shard holds, with local indices."
+        keep = dist.shard_mask(self.aux_pos, self.rank, self.aux_values.shape[1])
+        return TopKOut(self.aux_values.relu() * keep, self.aux_idx)
+
+# %% ../nbs/01a_kernels.ipynb #4e135a10
+def _shard_topk(pre: Tensor | None, tiles, width: int, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    "The top `width` of one shard's pre-activations (masked to -inf outside `mask`), whole or from tiles."
+    if pre is None: return running_topk(tiles(mask), width)
+    return (pre if mask is None else pre.masked_fill_(~mask, float("-inf"))).topk(width, dim=-1, sorted=False)
+
+class ShardedTopKEncoder(torch.autograd.Function):
+    "`TopKEncoder` on one shard of the latents: the exact global top-k and AuxK codes; backward on local latents."
+    @staticmethod
+    def forward(ctx, x: Tensor, W: Tensor, b_enc: Tensor, b_dec: Tensor, k: int, sort: bool,
+                candidates: Tensor | None, k_aux: int, k_fire: int, chunk: int | None, shard: Shard):
+        n, bias, group = W.shape[1], b_enc - b_dec @ W, shard.tp_group
+        def tiles(mask: Tensor | None = None):
+            for j in range(0, n, chunk):
+                t = torch.addmm(bias[j:j + chunk], x, W[:, j:j + chunk])
+                yield j, t if mask is None else t.masked_fill_(~mask[j:j + chunk], float("-inf"))
+        pre = None if chunk and chunk < n else torch.addmm(bias, x, W)
+        v, i = _shard_topk(pre, tiles, min(k, n))
+        top_v, top_i, pos = dist.merge_topk(*dist.gather_candidates(v, i + shard.offset, group), k, sort)
+        av, ai, apos = v.new_zeros(len(x), 0), i.new_zeros(len(x), 0), i.new_zeros(len(x), 0)
+        aux_v, aux_i = av, ai
+        if candidates is not None and k_aux > 0:
+            fired = fired_mask(top_i[:, :k_fire], top_v[:, :k_fire], n, shard.offset)
+            dead = candidates & ~fired_anywhere(fired, shard.dp_group)
+            if kernel_path(x.device) == "cuda": width = min(k_aux, shard.n_latents)  # no host decision
+            else:
+                n_dead = dead.sum()
+                if dist.group_size(group) > 1: torch.distributed.all_reduce(n_dead, group=group)
+                width = min(k_aux, int(n_dead))
+            if width:
+                av, ai = _shard_topk(pre, tiles, min(width, n), dead)
+                aux_v, aux_i, apos = dist.merge_topk(*dist.gather_candidates(av, ai + shard.offset, group), width)
+        ctx.save_for_backward(x, W, b_dec, i, ai, torch.isfinite(av))
+        ctx.mark_non_differentiable(i, pos, top_v, top_i, ai, apos, aux_v, aux_i)
+        return v, i, pos, top_v, top_i, av, ai, apos, aux_v, aux_i
+
+    @staticmethod
+    def backward(ctx, g_v: Tensor, _i, _pos, _top_v, _top_i, g_av: Tensor, *_):
+        return (*_encoder_grads(ctx, g_v, g_av), None, None, None, None, None, None, None)
+
+def encode_shard(x_n: Float[Tensor, "tok d_model"], W_enc: Tensor, b_enc: Tensor, b_dec: Tensor, shard: Shard, k: int,
+                 dead_candidates: Bool[Tensor, " n_local"] | None = None, k_aux: int = 0, sort: bool = False,
+                 k_fire: int | None = None, chunk: int | None = None) -> ShardCodes:
+    "`encode_for_training` for one shard (`W_enc`, `b_enc`: its latents; `dead_candidates`: its latents')."
+    k_fire = k if k_fire is None else k_fire
+    v, i, pos, top_v, top_i, av, ai, apos, aux_v, aux_i = ShardedTopKEncoder.apply(
+        x_n, W_enc, b_enc, b_dec, k, sort, dead_candidates, k_aux, k_fire, chunk, shard)
+    aux_on = torch.isfinite(aux_v).any() if kernel_path(x_n.device) == "cuda" and aux_v.shape[1] else None
+    return ShardCodes(v, i, pos, TopKOut(top_v.relu(), top_i), av, ai, apos, TopKOut(aux_v.relu(), aux_i),
+                      shard.rank, aux_on)
 
 # %% ../nbs/01a_kernels.ipynb #170b4a22
 def gather_dot(idx: Int[Tensor, "tok k"], W: Float[Tensor, "n d"], y: Float[Tensor, "tok d"]) -> Float[Tensor, "tok k"]:

@@ -4,13 +4,15 @@
 
 # %% auto #0
 __all__ = ['init_distributed', 'TUNED_LR_SCALE', 'TUNED_AUX_COEF', 'TUNED_BETA1', 'TUNED_K_AUX_PER_K', 'TUNED_DEAD_GAPS',
-           'TUNED_LONG_RUN_STEPS', 'Defaults', 'CHECKPOINT_FILES', 'default_lr', 'default_k_aux', 'TrainConfig',
-           'Recipe', 'short_run_boost', 'long_run_cut', 'tuned_lr_scale', 'tuned_dead_tokens', 'paper_recipe',
-           'tuned_recipe', 'resolve', 'lr_at', 'loss_normalizer', 'DeadLatents', 'project_decoder_grad_', 'EMA',
-           'fold_decoder_norm_', 'ema_weights', 'ema_sae', 'untie_encoder_', 'kernel_impl', 'has_bf16', 'wants_bf16',
-           'autocast_for', 'Adam', 'make_optimizer', 'TrainState', 'save_checkpoint', 'find_checkpoint',
-           'load_checkpoint', 'TrainResult', 'as_source', 'check_source', 'log_row', 'checkpoint_due', 'FiniteWatch',
-           'resume', 'check_checkpoint_dir', 'check_fits', 'to_device', 'train']
+           'TUNED_LONG_RUN_STEPS', 'Defaults', 'CHECKPOINT_FILES', 'SHARD_FILES', 'SHARDED_FILES', 'default_lr',
+           'default_k_aux', 'TrainConfig', 'Recipe', 'short_run_boost', 'long_run_cut', 'tuned_lr_scale',
+           'tuned_dead_tokens', 'paper_recipe', 'tuned_recipe', 'resolve', 'lr_at', 'loss_normalizer', 'DeadLatents',
+           'project_decoder_grad_', 'EMA', 'fold_decoder_norm_', 'ema_weights', 'ema_sae', 'untie_encoder_',
+           'kernel_impl', 'has_bf16', 'wants_bf16', 'autocast_for', 'Adam', 'make_optimizer', 'batch_split',
+           'TrainState', 'save_checkpoint', 'shard_folder', 'save_sharded_checkpoint', 'checkpoint_files',
+           'find_checkpoint', 'load_checkpoint', 'TrainResult', 'as_source', 'check_source', 'log_row',
+           'checkpoint_due', 'FiniteWatch', 'resume', 'check_checkpoint_dir', 'check_fits', 'to_device', 'train',
+           'checkpoint_sae']
 
 # %% ../nbs/05_train.ipynb #1c2b39a2
 import contextlib
@@ -19,7 +21,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import pandas as pd
 import torch
@@ -27,7 +29,7 @@ from jaxtyping import Bool, Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from . import core
+from . import core, parallel
 from . import distributed as dist
 from .activations import ActivationSource, TensorSource
 from .core import atomic_path, check_finite, check_types, dataclass_from_dict, load_json, patch, save_json
@@ -79,6 +81,7 @@ class TrainConfig:
     ema_decay: float | None = None  # EMA decay, bias-corrected; None: 0.999 (paper), capped at 1 - 10 / steps (tuned)
     init_tokens: int = 32768  # sample for the geometric median of `b_dec` and the loss normalizer
     kernels: Literal["auto", "sparse", "dense"] = "auto"  # sparse backward (topk_sae.kernels) or autograd; auto: sparse
+    tensor_parallel: int = 1  # processes sharing one SAE's latents, n_latents / N each (topk_sae.parallel); 1: none
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # encoder under bf16 autocast; auto: on CUDA only
     encoder_chunk: int | None = None  # latents per pre-activation tile; None: whole unless huge (memory.encoder_chunk)
     log_every: int | None = None  # steps between history rows; None means about 200 rows per run
@@ -89,7 +92,8 @@ class TrainConfig:
 
     def __post_init__(self):
         check_types(self)
-        sizes = ("n_tokens", "batch_tokens", "k_aux", "dead_tokens", "log_every", "checkpoint_every", "encoder_chunk")
+        sizes = ("n_tokens", "batch_tokens", "k_aux", "dead_tokens", "log_every", "checkpoint_every", "encoder_chunk",
+                 "tensor_parallel")
         for name in (*sizes, "lr", "adam_eps"):
             if (v := getattr(self, name)) is not None and not v > 0:
                 hint = "; leave it None for no checkpoints" if name == "checkpoint_every" else ""
@@ -109,6 +113,8 @@ class TrainConfig:
             raise ValueError("checkpoint_every needs checkpoint_dir: say where the checkpoints go")
         if self.resume and not self.checkpoint_dir:
             raise ValueError("resume=True needs checkpoint_dir: say where the checkpoint is")
+        if self.tensor_parallel > 1 and self.kernels == "dense":
+            raise ValueError("tensor_parallel > 1 runs the sparse kernels only: leave kernels='auto' (or 'sparse')")
 
     @property
     def steps(self) -> int: return math.ceil(self.n_tokens / self.batch_tokens)
@@ -200,20 +206,21 @@ def loss_normalizer(sae: SparseAutoencoder, sample: Float[Tensor, "tok d_model"]
 # %% ../nbs/05_train.ipynb #86a09d82
 class DeadLatents:
     "Tokens since each latent last fired (> 0); dead past a threshold."
-    def __init__(self, n_latents: int, device: torch.device | str = "cpu"):
+    def __init__(self, n_latents: int, device: torch.device | str = "cpu", offset: int = 0, group: Any = None):
         self.since = torch.zeros(n_latents, dtype=torch.long, device=device)
+        self.offset, self.group = offset, group  # a shard counts latents offset.. over its data-parallel group
 
     @torch.no_grad()
     def update(self, top: TopKOut, n_tokens: int) -> None:
         "Count a batch of `n_tokens` tokens (over all processes) whose sparse code is `top`."
-        self.update_fired(fired_mask(top.idx, top.acts, len(self.since)), n_tokens)  # a scatter: no host sync
+        self.update_fired(fired_mask(top.idx, top.acts, len(self.since), self.offset), n_tokens)  # no host sync
 
     @torch.no_grad()
     def update_fired(self, fired: Bool[Tensor, " n_latents"], n_tokens: int) -> None:
         "The same count from a mask of the latents that fired in the batch."
         self.since += n_tokens
         self.since.masked_fill_(fired, 0)
-        dist.min_over_processes_(self.since)  # fired on any process: alive
+        dist.min_over_processes_(self.since, self.group)  # fired on any process: alive
 
     def mask(self, dead_tokens: int) -> Bool[Tensor, " n_latents"]: return self.since >= dead_tokens
 
@@ -273,7 +280,7 @@ def ema_weights(sae: SparseAutoencoder, ema: EMA, device: torch.device | str | N
 
 def _with_weights(sae: SparseAutoencoder, weights: dict[str, Tensor]) -> SparseAutoencoder:
     "An SAE like `sae` whose tensors are `weights` themselves (built on `meta`: nothing is allocated or copied)."
-    out = type(sae)(sae.cfg, device="meta")
+    out = parallel.meta_like(sae)
     out.load_state_dict(weights, assign=True)
     return out
 
@@ -285,7 +292,9 @@ def ema_sae(sae: SparseAutoencoder, ema: EMA) -> SparseAutoencoder:
 @torch.no_grad()
 def untie_encoder_(sae: SparseAutoencoder, seed: int = 0) -> SparseAutoencoder:
     "Replace the encoder by random unit-norm columns independent of the decoder (the no-tied-init ablation)."
-    for rows, W in unit_rows(sae.cfg.n_latents, sae.cfg.d_model, seed + 1): sae.W_enc[:, rows] = W.t()
+    shard = parallel.shard_of(sae) or dist.Shard(rank=0, size=1, n_local=sae.cfg.n_latents)
+    for rows, W in unit_rows(sae.cfg.n_latents, sae.cfg.d_model, seed + 1):
+        if (o := shard.overlap(rows)) is not None: sae.W_enc[:, o[0]] = W[o[1]].t()  # a shard: its latents only
     return sae
 
 # %% ../nbs/05_train.ipynb #eccd8164
@@ -346,6 +355,12 @@ def make_optimizer(sae: SparseAutoencoder, recipe: Recipe, eps: float = 6.25e-10
     try: return Adam(sae.parameters(), fused=True, **kw)
     except (RuntimeError, TypeError): return Adam(sae.parameters(), **kw)
 
+# %% ../nbs/05_train.ipynb #b9ac917f
+def batch_split(sae: SparseAutoencoder) -> tuple[int, int]:
+    "(data-parallel replicas, this process's index among them): each replica reads its slice of every global batch."
+    shard = parallel.shard_of(sae)
+    return (shard.dp_size, shard.dp_rank) if shard else (dist.world_size(), dist.rank())
+
 # %% ../nbs/05_train.ipynb #d09e505a
 @dataclass
 class TrainState:
@@ -367,12 +382,13 @@ class TrainState:
         sae.init_from_data_(sample)
         if (var0 := loss_normalizer(sae, sample)) <= 0:
             raise ValueError("the activations have no variance after normalization: nothing to learn")
-        return cls(sae, cfg, recipe, make_optimizer(sae, recipe, cfg.adam_eps), EMA(sae, recipe.ema_decay),
-                   DeadLatents(sae.cfg.n_latents, sae.device), var0)
+        shard = parallel.shard_of(sae)
+        dead = DeadLatents(len(sae.W_dec), sae.device, *((shard.offset, shard.dp_group) if shard else ()))
+        return cls(sae, cfg, recipe, make_optimizer(sae, recipe, cfg.adam_eps), EMA(sae, recipe.ema_decay), dead, var0)
 
     def loss_inputs(self, n_tokens: int, local_tokens: int | None = None) -> LossInputs:
         "What the architecture's loss gets for a global batch of `n_tokens` tokens (`local_tokens` on this process)."
-        r, n = self.recipe, self.sae.cfg.n_latents
+        r, n = self.recipe, len(self.sae.W_dec)  # this process's latents
         chunk = self.cfg.encoder_chunk or encoder_chunk(local_tokens or n_tokens, n)
         return LossInputs(self.var0, self.dead.candidates(n_tokens, r.dead_tokens), r.k_aux, r.aux_coef,
                           self.cfg.multi_topk, kernel_impl(self.cfg), chunk)
@@ -382,13 +398,14 @@ class TrainState:
         sae, opt = self.sae, self.opt
         for group in opt.param_groups: group["lr"] = lr_at(self.steps_done, self.recipe, self.cfg.steps)
         x_n, _ = sae.normalize(x)
-        n_tokens = len(x_n) * dist.world_size()  # the whole batch, over all processes
+        n_tokens = len(x_n) * batch_split(sae)[0]  # the whole batch, over all data-parallel replicas
         with autocast_for(self.cfg, sae.device): out = sae.training_loss(x_n, self.loss_inputs(n_tokens, len(x_n)))
         self.dead.update(out.top, n_tokens)
         release_grads_(sae)  # last step's large gradients go back to the kernels' workspace, to be written over
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
-        dist.average_gradients_(sae)
+        if parallel.shard_of(sae): parallel.reduce_gradients_(sae)
+        else: dist.average_gradients_(sae)
         project_decoder_grad_(sae)
         opt.step()
         unit_norm_decoder_(sae)
@@ -432,7 +449,8 @@ CHECKPOINT_FILES = ("sae.safetensors", "cfg.json", "raw.safetensors", "ema.safet
                     "history.csv")  # what `save_checkpoint` writes into its folder, with their sha256 in checksums.json
 
 def save_checkpoint(path: str | Path, state: TrainState, history: pd.DataFrame) -> Path:
-    "Write a training checkpoint folder at `path`, atomically, with every file's checksum."
+    "Write a training checkpoint folder at `path`, atomically, with every file's checksum (sharded: collective)."
+    if parallel.shard_of(state.sae): return save_sharded_checkpoint(path, state, history)
     d, tokens = state.state_dict(), state.steps_done * state.cfg.batch_tokens
     with atomic_path(path) as tmp:
         tmp.mkdir()
@@ -443,10 +461,70 @@ def save_checkpoint(path: str | Path, state: TrainState, history: pd.DataFrame) 
         save_json({"train": state.cfg.to_dict(), "tokens": tokens}, tmp/"train_cfg.json")
         history.to_csv(tmp/"history.csv", index=False)
         save_json({f: core.file_sha256(tmp/f) for f in CHECKPOINT_FILES}, tmp/"checksums.json")
-    path = Path(path)
+    _clean_swaps(Path(path))
+    return Path(path)
+
+# %% ../nbs/05_train.ipynb #d2ccfb74
+SHARD_FILES = ("raw.safetensors", "ema.safetensors", "trainer.pt")  # each shard's files, in its folder shard-R-of-N
+SHARDED_FILES = ("manifest.json", "cfg.json", "train_cfg.json", "history.csv")  # beside the shard folders
+
+def shard_folder(shard: dist.Shard) -> str:
+    "The folder of `shard`'s files in a sharded checkpoint."
+    return f"shard-{shard.rank}-of-{shard.size}"
+
+def _from_rank0(obj: Any) -> Any:
+    "Rank 0's `obj`, on every process."
+    if not dist.distributed(): return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+def save_sharded_checkpoint(path: str | Path, state: TrainState, history: pd.DataFrame) -> Path:
+    "`save_checkpoint` of a sharded SAE, collective: a folder per shard and rank 0's manifest, swapped in at once."
+    shard, me, sae = parallel.shard_of(state.sae), dist.rank(), state.sae
+    d, tokens = state.state_dict(), state.steps_done * state.cfg.batch_tokens
+    with atomic_path(path) if me == 0 else contextlib.nullcontext() as tmp:
+        if me == 0: tmp.mkdir()
+        tmp, sums = Path(_from_rank0(str(tmp) if me == 0 else None)), {}
+        if shard.dp_rank == 0:
+            (sub := tmp / shard_folder(shard)).mkdir()
+            save_file({k: v.contiguous() for k, v in d.pop("sae").items()}, sub/"raw.safetensors")
+            save_file({k: v.contiguous() for k, v in d.pop("ema").items()}, sub/"ema.safetensors")
+            torch.save({**d, "tokens": tokens}, sub/"trainer.pt")
+            sums = {f"{sub.name}/{f}": core.file_sha256(sub/f) for f in SHARD_FILES}
+        every = [sums] * dist.world_size()
+        if dist.distributed(): torch.distributed.all_gather_object(every, sums)  # every shard has written
+        if me == 0:
+            save_json({"tensor_parallel": shard.size, "data_parallel": shard.dp_size, "n_latents": sae.cfg.n_latents,
+                       "shards": [f"shard-{r}-of-{shard.size}" for r in range(shard.size)],
+                       "tokens": tokens}, tmp/"manifest.json")
+            save_json({"format": type(sae).FORMAT, **sae.cfg.to_dict()}, tmp/"cfg.json")
+            save_json({"train": state.cfg.to_dict(), "tokens": tokens}, tmp/"train_cfg.json")
+            history.to_csv(tmp/"history.csv", index=False)
+            save_json({**{f: core.file_sha256(tmp/f) for f in SHARDED_FILES}, **{k: v for e in every for k, v in
+                       e.items()}}, tmp/"checksums.json")
+    if dist.distributed(): torch.distributed.barrier()  # nobody goes on before the swap
+    if me == 0: _clean_swaps(Path(path))
+    return Path(path)
+
+def _clean_swaps(path: Path) -> None:
+    "Remove the halves of swaps a crash interrupted: the checkpoint at `path` is whole."
     for left in [*path.parent.glob(f".{path.name}.tmp-*"), *path.parent.glob(f".{path.name}.old-*")]:
-        shutil.rmtree(left, ignore_errors=True)  # halves of swaps a crash interrupted: the new checkpoint is whole
-    return path
+        shutil.rmtree(left, ignore_errors=True)
+
+def _layout(tp: int | None) -> str: return f"sharded, tensor_parallel={tp}" if tp else "whole (not sharded)"
+
+def checkpoint_files(found: Path, state: TrainState) -> tuple[list[str], Path]:
+    "The files this process reads in the checkpoint `found`, and the folder of its weights; another layout: an error."
+    shard = parallel.shard_of(state.sae)
+    manifest = found/"manifest.json"
+    saved = load_json(manifest, "checkpoint manifest")["tensor_parallel"] if manifest.exists() else None
+    if saved != (shard.size if shard else None):
+        raise ValueError(f"the checkpoint in {found} is {_layout(saved)} but this run is "
+                         f"{_layout(shard.size if shard else None)}: resume it with tensor_parallel={saved or 1} (any "
+                         "number of data-parallel replicas), or use another checkpoint_dir")
+    if not shard: return list(CHECKPOINT_FILES), found
+    return [*SHARDED_FILES, *(f"{shard_folder(shard)}/{f}" for f in SHARD_FILES)], found / shard_folder(shard)
 
 # %% ../nbs/05_train.ipynb #0940e782
 _RUN_ONLY = {"progress", "resume", "checkpoint_every", "checkpoint_dir", "log_every", "encoder_chunk"}  # same result
@@ -456,6 +534,7 @@ def find_checkpoint(path: str | Path) -> Path | None:
     path = Path(path)
     for c in [path, *sorted(path.parent.glob(f".{path.name}.old-*"), key=lambda p: p.stat().st_mtime, reverse=True)]:
         if (c / "trainer.pt").exists() and (c / "raw.safetensors").exists(): return c
+        if (c / "manifest.json").exists(): return c  # a sharded checkpoint
     return None
 
 def _check_same(what: str, found: Path, saved: dict, mine: dict, fix: str) -> None:
@@ -474,10 +553,12 @@ def _read(path: Path, reader, *args, **kwargs):
 def load_checkpoint(path: str | Path, state: TrainState) -> list[dict]:
     "Restore a checkpoint written by `save_checkpoint` into `state`; return its history rows."
     if (found := find_checkpoint(path)) is None: raise FileNotFoundError(f"no checkpoint in {path}")
-    if missing := [f for f in CHECKPOINT_FILES if not (found / f).exists()]:
+    files, weights = checkpoint_files(found, state)
+    if missing := [f for f in files if not (found / f).exists()]:
         raise ValueError(f"the checkpoint in {found} is incomplete: {missing} missing; restore them, or move the "
                          "folder away to start over")
     sums = load_json(found/"checksums.json", "checkpoint checksums") if (found/"checksums.json").exists() else {}
+    sums = {f: digest for f, digest in sums.items() if f in files}  # a shard checks its own files
     if changed := [f for f, digest in sums.items() if core.file_sha256(found/f) != digest]:  # older ones have none
         raise ValueError(f"checkpoint files {changed} in {found} do not match the checksums written with them: they "
                          "changed or were damaged after saving; restore them, or move the folder away to start over")
@@ -487,8 +568,8 @@ def load_checkpoint(path: str | Path, state: TrainState) -> list[dict]:
     saved_sae = load_json(found/"cfg.json", "checkpoint SAE config")
     _check_same("for another SAE", found, saved_sae, state.sae.cfg.to_dict(), "")
     device = state.sae.device  # each process loads onto its own device, not the one that saved
-    trainer = _read(found/"trainer.pt", torch.load, weights_only=True, map_location=device)
-    weights = {key: _read(found/f"{name}.safetensors", load_file, device=str(device))
+    trainer = _read(weights/"trainer.pt", torch.load, weights_only=True, map_location=device)
+    weights = {key: _read(weights/f"{name}.safetensors", load_file, device=str(device))
                for key, name in (("sae", "raw"), ("ema", "ema"))}
     state.load_state_dict({**trainer, **weights})
     history = found/"history.csv"
@@ -516,8 +597,9 @@ def check_source(source: ActivationSource, sae: SparseAutoencoder, cfg: TrainCon
                          "build the SAE with SAEConfig(d_model=...) matching the activations")
     if source.hook and sae.cfg.hook and source.hook != sae.cfg.hook:
         raise ValueError(f"the source holds {source.hook!r} but the SAE was made for {sae.cfg.hook!r}")
-    if cfg.batch_tokens % dist.world_size():
-        raise ValueError(f"batch_tokens={cfg.batch_tokens} must be divisible by the {dist.world_size()} processes")
+    if cfg.batch_tokens % (replicas := batch_split(sae)[0]):
+        raise ValueError(f"batch_tokens={cfg.batch_tokens} must be divisible by the {replicas} processes "
+                         "(data-parallel replicas) that split each batch")
 
 # %% ../nbs/05_train.ipynb #5d905f9c
 def log_row(state: TrainState, out: StepOut, seconds: float) -> dict:
@@ -527,7 +609,7 @@ def log_row(state: TrainState, out: StepOut, seconds: float) -> dict:
     step, recipe = state.steps_done, state.recipe
     return {"step": step, "tokens": step * state.cfg.batch_tokens, "loss": loss.item(), "fvu": fvu.item(),
             "aux_loss": aux.item(), "l0": (out.top.acts > 0).sum(1).float().mean().item(),
-            "dead_fraction": state.dead.mask(recipe.dead_tokens).float().mean().item(),
+            "dead_fraction": dist.mean_over_processes(state.dead.mask(recipe.dead_tokens).float().mean(0, True)).item(),
             "lr": lr_at(step - 1, recipe, state.cfg.steps), "seconds": seconds}
 
 def checkpoint_due(cfg: TrainConfig, steps_done: int) -> bool:
@@ -591,8 +673,9 @@ def check_checkpoint_dir(cfg: TrainConfig) -> None:
     folder = Path(cfg.checkpoint_dir)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"checkpoint_dir={str(folder)!r} is a file; name a folder (new, or one a checkpoint wrote)")
-    ours = {*CHECKPOINT_FILES, "checksums.json"}
-    if folder.is_dir() and (foreign := sorted(p.name for p in folder.iterdir() if p.name not in ours)):
+    ours = {*CHECKPOINT_FILES, *SHARDED_FILES, "checksums.json"}
+    def theirs(p: Path) -> bool: return p.name not in ours and not (p.is_dir() and p.name.startswith("shard-"))
+    if folder.is_dir() and (foreign := sorted(p.name for p in folder.iterdir() if theirs(p))):
         raise ValueError(f"checkpoint_dir {folder} holds files no checkpoint writes ({', '.join(foreign[:5])}): "
                          "a checkpoint replaces the whole folder, so pass a new or empty folder")
 
@@ -600,7 +683,7 @@ def check_fits(sae: SparseAutoencoder, cfg: TrainConfig, free_bytes: int | None 
     "Raise before any work when the run's memory plan exceeds the free memory (a GPU's, unless `free_bytes` is given)."
     if free_bytes is None and sae.device.type != "cuda": return
     c, precision = sae.cfg, "bf16" if wants_bf16(cfg, sae.device) else "fp32"
-    kw = {"precision": precision, "world_size": dist.world_size()}
+    kw = {"precision": precision, "world_size": dist.world_size(), "tensor_parallel": cfg.tensor_parallel}
     p = plan(c.d_model, c.n_latents, c.k, cfg.batch_tokens, **kw)
     if free_bytes is None: free_bytes = torch.cuda.mem_get_info(sae.device)[0] + p.weights  # the weights are there
     if p.fits(free_bytes): return
@@ -617,15 +700,18 @@ def to_device(x: Tensor, sae: SparseAutoencoder) -> Tensor:
 
 def train(sae: SparseAutoencoder, source: Tensor | ActivationSource, cfg: TrainConfig) -> TrainResult:
     "Train `sae` in place on `cfg.n_tokens` tokens from `source`; return its EMA copy, history and settings."
-    source, me, local = as_source(source), dist.rank(), cfg.batch_tokens // dist.world_size()
+    source, me = as_source(source), dist.rank()
+    sae = parallel.shard_for_training(sae, cfg.tensor_parallel)  # checks the layout first; `sae` itself without
     check_source(source, sae, cfg)
     check_fits(sae, cfg)
     check_checkpoint_dir(cfg)
     writer = me == 0 and cfg.checkpoint_dir
     with core.folder_lock(cfg.checkpoint_dir, "checkpoint folder") if writer else contextlib.nullcontext():
-        return _train(sae, source, cfg, me, local)
+        return _train(sae, source, cfg, me)
 
-def _train(sae: SparseAutoencoder, source: ActivationSource, cfg: TrainConfig, me: int, local: int) -> TrainResult:
+def _train(sae: SparseAutoencoder, source: ActivationSource, cfg: TrainConfig, me: int) -> TrainResult:
+    replicas, mine = batch_split(sae)
+    local, sharded = cfg.batch_tokens // replicas, parallel.shard_of(sae) is not None
     state = TrainState.start(sae, cfg, source.sample(cfg.init_tokens, seed=cfg.seed))
     rows = resume(cfg, state)
     batches, start = source.batches(cfg.batch_tokens, seed=cfg.seed, start=state.steps_done), time.perf_counter()
@@ -633,14 +719,37 @@ def _train(sae: SparseAutoencoder, source: ActivationSource, cfg: TrainConfig, m
     bar = progress_bar(steps, desc="training", enabled=cfg.progress and me == 0, unit="step")
     try:
         for step in bar:
-            out = state.step(finite(to_device(next(batches)[me * local:(me + 1) * local], sae), step))
+            out = state.step(finite(to_device(next(batches)[mine * local:(mine + 1) * local], sae), step))
             finite.loss(out, step, state)
             if state.steps_done % state.recipe.log_every == 0 or state.steps_done == cfg.steps:
                 finite.check(step)
                 rows.append(log_row(state, out, time.perf_counter() - start))
                 bar.set_postfix(fvu=f"{rows[-1]['fvu']:.3f}", dead=f"{rows[-1]['dead_fraction']:.1%}")
-            if me == 0 and checkpoint_due(cfg, state.steps_done):
+            if (me == 0 or sharded) and checkpoint_due(cfg, state.steps_done):  # sharded: every process writes
                 finite.check(step)  # never save weights a bad batch has reached
                 save_checkpoint(cfg.checkpoint_dir, state, pd.DataFrame(rows))
     finally: WORKSPACE.clear()  # the kernels' reused buffers (a (batch, n_latents) matrix among them) are not kept
     return TrainResult(state.finish(), sae, pd.DataFrame(rows), state.recipe, time.perf_counter() - start)
+
+# %% ../nbs/05_train.ipynb #b29a05ba
+def checkpoint_sae(path: str | Path) -> SparseAutoencoder:
+    "The EMA SAE of the checkpoint at `path` (unit-norm decoder rows), whole even when the checkpoint is sharded."
+    if (found := find_checkpoint(path)) is None: raise FileNotFoundError(f"no checkpoint in {path}")
+    if not (found/"manifest.json").exists(): return TopKSAE.load(found)
+    manifest, cfg = load_json(found/"manifest.json", "checkpoint manifest"), load_json(found/"cfg.json", "SAE config")
+    sae_cfg = TopKSAE.Config.from_dict({k: v for k, v in cfg.items() if k != "format"})
+    whole = TopKSAE(sae_cfg, device="meta")
+    decay = resolve(TrainConfig.from_dict(load_json(found/"train_cfg.json", "train config")["train"]), whole).ema_decay
+    parts, n = [], sae_cfg.n_latents // manifest["tensor_parallel"]
+    for r, name in enumerate(manifest["shards"]):
+        shard = parallel.ShardedTopKSAE(sae_cfg, dist.Shard(rank=r, size=len(manifest["shards"]), n_local=n),
+                                        device="meta")
+        shard.load_state_dict(_read(found/name/"raw.safetensors", load_file), assign=True)
+        ema = EMA(shard, decay)
+        ema.shadow, ema.t = _read(found/name/"ema.safetensors", load_file), \
+            _read(found/name/"trainer.pt", torch.load, weights_only=True)["ema_t"]
+        parts.append(ema_weights(shard, ema, consume=True))
+    joined = {k: torch.cat([p[k] for p in parts], 1 if k == "W_enc" else 0) if k in parallel.SHARDED else parts[0][k]
+              for k in parts[0]}
+    whole.load_state_dict(joined, assign=True)
+    return whole
