@@ -6,7 +6,7 @@
 __all__ = ['Mode', 'ABSURD', 'direction', 'read_latent', 'clamp_shift', 'steer_acts', 'SteerHook', 'greedy_generate',
            'SteerRequest', 'check_request', 'SteerResult', 'steer', 'steer_sweep']
 
-# %% ../nbs/13a_steer.ipynb #67c1e000
+# %% ../nbs/13a_steer.ipynb #8c56d17e
 import math
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
@@ -22,7 +22,7 @@ from .core import get_device
 from .lm import check_hook
 from .model import SparseAutoencoder
 
-# %% ../nbs/13a_steer.ipynb #1f7aa99b
+# %% ../nbs/13a_steer.ipynb #505d0a15
 @torch.no_grad()
 def direction(sae: SparseAutoencoder, latent: int, x: Float[Tensor, "tok d_model"]) -> Float[Tensor, "tok d_model"]:
     "The latent's decoder row mapped to model space at each token of `x`: `denormalize(x_n + w) - denormalize(x_n)`."
@@ -30,13 +30,13 @@ def direction(sae: SparseAutoencoder, latent: int, x: Float[Tensor, "tok d_model
     w = sae.W_dec[latent].expand_as(x_n)
     return sae.denormalize(x_n + w, stats) - sae.denormalize(x_n, stats)
 
-# %% ../nbs/13a_steer.ipynb #50399d19
+# %% ../nbs/13a_steer.ipynb #c57f57ec
 @torch.no_grad()
 def read_latent(sae: SparseAutoencoder, x: Float[Tensor, "tok d_model"], latent: int) -> Float[Tensor, " tok"]:
     "The SAE's activation of `latent` at each token of raw activations `x` (0 where TopK does not keep it)."
     return sae.encode(x)[:, latent]
 
-# %% ../nbs/13a_steer.ipynb #ae62d386
+# %% ../nbs/13a_steer.ipynb #784a967f
 def _bracket(f: Any, f0: Tensor, tries: int = 60) -> tuple[Tensor, Tensor]:
     "Per token, `(-w, w)` with `f(-w)` and `f(w)` of opposite signs (or 0), by doubling `w`."
     w = 2 * f0.abs() + 1e-6
@@ -64,7 +64,7 @@ def clamp_shift(sae: SparseAutoencoder, x: Float[Tensor, "tok d_model"], latent:
         lo, flo, hi, fhi = [torch.where(left, a, b) for a, b in ((c, lo), (fc, flo), (hi, c), (fhi, fc))]
     return torch.where((read_latent(sae, x, latent) == 0) & (value == 0), torch.zeros_like(c), c)
 
-# %% ../nbs/13a_steer.ipynb #8c6a2afd
+# %% ../nbs/13a_steer.ipynb #fa46dc7b
 Mode = Literal["add", "clamp"]  # add a multiple of the direction, or clamp the latent to a value
 
 @torch.no_grad()
@@ -75,7 +75,7 @@ def steer_acts(sae: SparseAutoencoder, x: Float[Tensor, "tok d_model"], latent: 
     if mode == "add": return x + strength * d
     return x + clamp_shift(sae, x, latent, strength)[:, None] * d
 
-# %% ../nbs/13a_steer.ipynb #0f17bfc2
+# %% ../nbs/13a_steer.ipynb #634335d5
 @dataclass
 class SteerHook:
     "A forward hook that steers `latent` at every position but 0 and records the SAE's reading of it there."
@@ -94,7 +94,7 @@ class SteerHook:
         out[:, 1:] = steered.view(b, p - 1, width).to(act.dtype)
         return out
 
-# %% ../nbs/13a_steer.ipynb #13940856
+# %% ../nbs/13a_steer.ipynb #1c60f1cf
 @torch.no_grad()
 def greedy_generate(model: Any, ids: Int[Tensor, "1 pos"], n_new: int,
                     fwd_hooks: list | tuple = ()) -> Int[Tensor, "1 new"]:
@@ -105,10 +105,10 @@ def greedy_generate(model: Any, ids: Int[Tensor, "1 pos"], n_new: int,
         out = torch.cat([out, logits.argmax(-1, keepdim=True)], dim=1)
     return out[:, ids.shape[1]:]
 
-# %% ../nbs/13a_steer.ipynb #a478329e
+# %% ../nbs/13a_steer.ipynb #af219145
 ABSURD = 10.0  # refuse |strength| above this many times the median norm of the prompt's normalized activations
 
-# %% ../nbs/13a_steer.ipynb #4611d6aa
+# %% ../nbs/13a_steer.ipynb #6efdd3c5
 class SteerRequest(NamedTuple):
     "A checked steering request."
     ids: Tensor  # (1, pos) the prompt's token ids, on the model's device
@@ -138,7 +138,7 @@ def check_request(model: Any, sae: SparseAutoencoder, prompt: str, latent: Any, 
                          "activation is plenty)")
     return SteerRequest(ids_t, hook, int(latent), limit)
 
-# %% ../nbs/13a_steer.ipynb #d95f47e5
+# %% ../nbs/13a_steer.ipynb #1cbda2f2
 class SteerResult(NamedTuple):
     "What one steering did."
     strength: float  # the strength (or clamp value)
@@ -148,8 +148,8 @@ class SteerResult(NamedTuple):
     text: str  # the steered greedy continuation
 
 @torch.no_grad()
-def steer(model: Any, sae: SparseAutoencoder, prompt: str, latent: int, strength: float, mode: Mode = "add",
-          n_new: int = 20, hook: str | None = None) -> SteerResult:
+def steer(model: Any, sae: SparseAutoencoder, prompt: str, latent: Any, strength: float, mode: Mode = "add",
+          n_new: int = 20, hook: str | None = None) -> SteerResult:  # latent: Any, as check_request refuses a non-index
     "Steer `latent` by `strength` at the SAE's hook: its reading, the next-token shift and the generated text."
     req = check_request(model, sae, prompt, latent, strength, n_new, hook)
     h = SteerHook(sae, req.latent, strength, mode)
@@ -159,7 +159,7 @@ def steer(model: Any, sae: SparseAutoencoder, prompt: str, latent: int, strength
     text = model.tokenizer.decode(greedy_generate(model, req.ids, n_new, [(req.hook, h)])[0])
     return SteerResult(strength, float(h.read.mean()), kl, model.tokenizer.decode([int(steered.argmax())]), text)
 
-# %% ../nbs/13a_steer.ipynb #494aebd0
+# %% ../nbs/13a_steer.ipynb #a179efb5
 def steer_sweep(model: Any, sae: SparseAutoencoder, prompt: str, latent: int,
                 strengths: list[float] | tuple[float, ...] = (0.0, 2.0, 4.0, 8.0), mode: Mode = "add",
                 n_new: int = 20, hook: str | None = None) -> pd.DataFrame:
