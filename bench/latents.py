@@ -1,6 +1,6 @@
 """Opening a latent in the LatentInspector, and steering with one, on SmolLM2 with a trained demo SAE.
 
-    .venv/bin/python bench/latents.py [--sae runs/demo] [--latents 24] [--threads 2] [--steer]
+    .venv/bin/python bench/latents.py [--sae runs/demo] [--latents 24] [--threads 2] [--steer [--no-open]]
 
 Writes bench/results/latent_open.md: after the index is built (not timed here), the median time of
 `LatentInspector.show_latent` (the card and the histogram drawn, what a click costs) over latents spread across the
@@ -126,13 +126,14 @@ def main(argv=None) -> None:
     p.add_argument("--ablations", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steer", action="store_true", help="also write the steering sweep (bench/results/steer.md)")
+    p.add_argument("--no-open", action="store_true", help="skip the latent-open timings")
     p.add_argument("--token", default=" war", help="steer the latent most tied to this token")
     p.add_argument("--prompt", default="In my opinion, the most important thing for this country is")
     p.add_argument("--n-new", type=int, default=16)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     model, sae, ins, build_s = setup(args)
-    bench_open(args, model, sae, ins, build_s)
+    if not args.no_open: bench_open(args, model, sae, ins, build_s)
     if args.steer: bench_steer(args, model, sae, ins)
 
 

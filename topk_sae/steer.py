@@ -155,9 +155,9 @@ def steer(model: Any, sae: SparseAutoencoder, prompt: str, latent: Any, strength
     h = SteerHook(sae, req.latent, strength, mode)
     plain = model(req.ids)[0, -1].float().log_softmax(-1)
     steered = model.run_with_hooks(req.ids, fwd_hooks=[(req.hook, h)])[0, -1].float().log_softmax(-1)
-    kl = float((plain.exp() * (plain - steered)).sum())
+    kl, read = float((plain.exp() * (plain - steered)).sum()), float(h.read.mean())  # read: on the prompt alone
     text = model.tokenizer.decode(greedy_generate(model, req.ids, n_new, [(req.hook, h)])[0])
-    return SteerResult(strength, float(h.read.mean()), kl, model.tokenizer.decode([int(steered.argmax())]), text)
+    return SteerResult(strength, read, kl, model.tokenizer.decode([int(steered.argmax())]), text)
 
 # %% ../nbs/13a_steer.ipynb #a179efb5
 def steer_sweep(model: Any, sae: SparseAutoencoder, prompt: str, latent: int,
