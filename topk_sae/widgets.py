@@ -178,7 +178,8 @@ class LatentInspector:
 # %% ../nbs/14_widgets.ipynb #b580098b
 @patch
 def _wire(self: LatentInspector) -> None:
-    go_to, generate = widgets.Button(description="open", layout={"width": "70px"}), widgets.Button(description="generate")
+    go_to = widgets.Button(description="open", layout={"width": "70px"})
+    generate = widgets.Button(description="generate")
     go_to.on_click(lambda _: self.show_latent(self.latent_box.value))
     generate.on_click(lambda _: self.steer(self.prompt.value, self.strength.value, self.mode.value))
     self.sort_by.observe(lambda ch: self.set_sort(ch["new"]), names="value")
@@ -249,12 +250,14 @@ def search(self: LatentInspector, text: str) -> list:
 # %% ../nbs/14_widgets.ipynb #026034fb
 def steer_html(prompt: str, plain: SteerResult, steered: SteerResult, latent: int, mode: Mode = "add") -> str:
     "The prompt's greedy continuation without and with steering, and what the steering did."
-    def text(r: SteerResult) -> HTML: return HTML(f'<span class="tks-dim">{token_text(prompt)}</span>{token_text(r.text)}')
+    shown = f'<span class="tks-dim">{token_text(prompt)}</span>'
+    def text(r: SteerResult) -> HTML: return HTML(shown + token_text(r.text))
     rows = [("without", text(plain)), (f"with ({mode} {steered.strength:g})", text(steered))]
     stats = (f"latent {latent} as the SAE reads it on the prompt: {plain.latent_act:.2f} without, "
              f"{steered.latent_act:.2f} with · KL of the next token from unsteered: {steered.kl:.3f} nats · "
              f"next token {plain.next_token!r} → {steered.next_token!r}")
-    return f'<div class="tks-card tks-steer">{_table(rows, ["tks-dim", ""])}<div class="tks-dim">{esc(stats)}</div></div>'
+    table = _table(rows, ["tks-dim", ""])
+    return f'<div class="tks-card tks-steer">{table}<div class="tks-dim">{esc(stats)}</div></div>'
 
 # %% ../nbs/14_widgets.ipynb #d60a6d1c
 @patch
