@@ -103,7 +103,8 @@ def bench_steer(args, model, sae, ins) -> None:
     top = float(ins.index.max_act[latent])
     lines = [f"### Steering latent {latent} of the demo SAE (SmolLM2-135M {sae.cfg.hook})",
              (f"The latent with the largest share ({share:.0%}) of its activation on the token {args.token!r} in the "
-             f"held-out tokens; its largest activation there is {top:.2f}. Prompt {args.prompt!r}, {args.n_new} "
+             f"held-out tokens; its largest activation there is {top:.2f}. {sae_note(args.sae)}. "
+             f"Prompt {args.prompt!r}, {args.n_new} "
              "greedy tokens. latent_act: the SAE's mean reading of the latent on the steered prompt (positions 1 on); "
              "kl: KL(unsteered || steered) of the next token after the prompt, in nats."), ""]
     for mode, strengths in (("add", (0.0, 0.5 * top, top, 2 * top, 4 * top)), ("clamp", (0.0, top, 2 * top))):
