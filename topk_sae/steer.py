@@ -87,11 +87,11 @@ class SteerHook:
 
     def __call__(self, act: Float[Tensor, "batch pos d_model"], hook: Any = None) -> Float[Tensor, "batch pos d_model"]:
         b, p, width = act.shape
-        x = act[:, 1:].reshape(-1, width).to(self.sae.W_dec.dtype)
+        x = act[:, 1:].reshape(-1, width).to(self.sae.device, self.sae.W_dec.dtype)  # the SAE may sit elsewhere
         steered = steer_acts(self.sae, x, self.latent, self.strength, self.mode)
         self.read = read_latent(self.sae, steered, self.latent).view(b, p - 1).cpu()
         out = act.clone()
-        out[:, 1:] = steered.view(b, p - 1, width).to(act.dtype)
+        out[:, 1:] = steered.view(b, p - 1, width).to(act.device, act.dtype)
         return out
 
 # %% ../nbs/13a_steer.ipynb #1c60f1cf
