@@ -168,6 +168,7 @@ class LatentInspector:
         self.mode = widgets.Dropdown(options=["add", "clamp"], value="add", description="mode",
                                      layout={"width": "180px"})
         self.steer_message, self.steer_view = widgets.HTML(), widgets.HTML()
+        self._unsteered: dict[tuple[str, int], SteerResult] = {}  # (prompt, latent) -> its unsteered generation
         self._wire()
         self.show_latent(self.order[0])
 
@@ -272,7 +273,9 @@ def steer(self: LatentInspector, prompt: str, strength: float, mode: Mode = "add
     run = (self.index.model, self.index.sae, prompt, latent)
     try:
         with busy(self.busy, f"generating {self.n_new} tokens without and with latent {latent} steered"):
-            plain = steer_latent(*run, 0.0, "add", self.n_new, self.index.hook)
+            if (prompt, latent) not in self._unsteered:  # moving the slider and generating again reuses it
+                self._unsteered[prompt, latent] = steer_latent(*run, 0.0, "add", self.n_new, self.index.hook)
+            plain = self._unsteered[prompt, latent]
             steered = steer_latent(*run, strength, mode, self.n_new, self.index.hook)
     except (ValueError, TypeError) as e:
         self.steer_message.value = _message(str(e))
