@@ -1,7 +1,9 @@
 """Packaging for topk_sae: reads everything from settings.ini (the nbdev 2 layout)."""
 from configparser import ConfigParser
 from pathlib import Path
+
 import setuptools
+from setuptools.command.build_py import build_py
 
 cfg = ConfigParser(delimiters=["="])
 cfg.read(Path(__file__).with_name("settings.ini"), encoding="utf-8")
@@ -12,6 +14,16 @@ statuses = ["1 - Planning", "2 - Pre-Alpha", "3 - Alpha", "4 - Beta", "5 - Produ
 py_versions = ["3.10", "3.11", "3.12", "3.13"]
 lic = licenses[cfg["license"]]
 min_python = cfg["min_python"]
+
+
+class BuildPy(build_py):
+    "Also copy data/sotu_slice.jsonl into the built package: an installed wheel runs the tiny demo with no clone."
+    def run(self):
+        super().run()
+        if not getattr(self, "editable_mode", False):  # an editable install reads data/ in the clone itself
+            target = Path(self.build_lib) / cfg["lib_path"] / "sotu_slice.jsonl"
+            self.copy_file(str(Path(__file__).with_name("data") / "sotu_slice.jsonl"), str(target))
+
 
 setuptools.setup(
     name=cfg["lib_name"].replace("_", "-"),
@@ -41,4 +53,5 @@ setuptools.setup(
         "nbdev": [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"],
     },
     zip_safe=False,
+    cmdclass={"build_py": BuildPy},
 )

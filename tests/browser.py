@@ -21,14 +21,14 @@ def chromium() -> str:
     pytest.skip("no Chromium here: `apt-get install chromium` to run the browser tests")
 
 
-def render(page: Path, tmp: Path) -> tuple[str, list[str], str]:
-    "The DOM after scripts ran, the URLs the page itself requested, and the browser's console log."
-    net = tmp / f"{page.stem}-net.json"
+def render(page: Path, tmp: Path, width: int = 1280) -> tuple[str, list[str], str]:
+    "The DOM after scripts ran in a `width`-pixel window, the URLs the page itself requested, and the console log."
+    net = tmp / f"{page.stem}-{width}-net.json"
     args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-sync",
             "--disable-background-networking", "--disable-component-update", f"--user-data-dir={tmp / 'profile'}",
             "--host-resolver-rules=MAP * ~NOTFOUND", f"--log-net-log={net}", "--enable-logging=stderr", "--v=0",
-            "--virtual-time-budget=15000", "--dump-dom", page.resolve().as_uri()]
+            f"--window-size={width},900", "--virtual-time-budget=15000", "--dump-dom", page.resolve().as_uri()]
     out = subprocess.run(args, capture_output=True, text=True, timeout=180, check=False)  # the net log says what ran
     log = json.loads(net.read_text())
     start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]

@@ -4,12 +4,13 @@
 
 # %% auto #0
 __all__ = ['CSS', 'esc', 'token_text', 'token_span', 'snippet_html', 'hist_figure', 'logits_html', 'neighbors_html',
-           'ablation_html', 'card_header', 'latent_card_html', 'LatentInspector', 'prompt_html', 'PromptInspector',
-           'dashboard_blocks', 'write_dashboard', 'export_dashboard']
+           'ablation_html', 'card_header', 'latent_card_html', 'busy', 'LatentInspector', 'steer_html', 'prompt_html',
+           'PromptInspector', 'dashboard_blocks', 'write_dashboard', 'export_dashboard']
 
 # %% ../nbs/14_widgets.ipynb #39d2ce7c
 import html
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,33 +22,37 @@ from torch import Tensor
 from .ablation import AblationSparsity
 from .core import atomic_path, patch
 from .latents import LatentData, LatentIndex, PromptData, Snippet, latent_data, prompt_data, sorted_latents
+from .latents import ablation_effects as latent_ablation_effects
 from .latents import search as search_latents
 from .model import SparseAutoencoder
 from .report import HTML, report_html
+from .steer import Mode, SteerResult
+from .steer import steer as steer_latent
 
 # %% ../nbs/14_widgets.ipynb #3f58b1e9
 CSS = """<style>
 .tks-card{border:1px solid #ddd;border-radius:8px;padding:.8em 1em;margin:1em 0;
 font-family:system-ui,sans-serif;font-size:14px}
 .tks-head{font-size:1.05em;margin-bottom:.5em}.tks-head b{font-size:1.15em}.tks-dim{color:#666}
-.tks-cols{display:flex;gap:1.5em;flex-wrap:wrap}.tks-left{flex:3;min-width:360px;overflow:hidden}
-.tks-right{flex:2;min-width:280px;overflow:hidden}
+.tks-cols{display:flex;gap:1.5em;flex-wrap:wrap}.tks-left{flex:3;min-width:min(360px,100%);overflow:hidden}
+.tks-right{flex:2;min-width:min(280px,100%);overflow:hidden}.tks-card{box-sizing:border-box;max-width:100%}
 .tks-snip{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12.5px;margin:2px 0;line-height:1.7;
 white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .tks-tok{white-space:pre;border-radius:3px;padding:1px 0}.tks-focus{outline:1.5px solid #c05000}
 .tks-card h4{margin:.6em 0 .2em;font-size:.95em;color:#333}.tks-card table{border-collapse:collapse;font-size:12.5px}
 .tks-card td{padding:1px 8px;border-bottom:1px solid #eee;white-space:pre;max-width:13em;overflow:hidden;
 text-overflow:ellipsis}.tks-pos{color:#0a7a2f}.tks-neg{color:#b00020}
-.tks-msg{color:#b00020;font-weight:600}
+.tks-msg{color:#b00020;font-weight:600}.tks-busy{color:#8a5a00}
+.tks-abl table{table-layout:fixed;width:100%}.tks-steer td{white-space:pre-wrap;max-width:none;vertical-align:top}
 </style>"""
 
 def esc(v: Any) -> str:
     "The one way a value reaches a page: escaped, unless it is `HTML` (markup a builder here already escaped)."
     return str(v) if isinstance(v, HTML) else html.escape(str(v))
 
-def _message(text: str) -> str:
+def _message(text: str, cls: str = "tks-msg") -> str:
     "A message for the user, escaped, in the widgets' warning style."
-    return f'<span class="tks-msg">{html.escape(text, quote=False)}</span>'  # a text node: quotes need no escape
+    return f'<span class="{cls}">{html.escape(text, quote=False)}</span>'  # a text node: quotes need no escape
 
 def token_text(t: str) -> HTML:
     "A token's text, escaped for HTML, with line breaks and tabs made visible."
@@ -99,7 +104,7 @@ def ablation_html(d: LatentData) -> str:
              words(e.up), words(e.down)) for e in d.ablation]
     head = "<h4>Ablated at its top activation: effect on later positions</h4>"
     columns = [("pos", "token", "next", "Δ log p(next)", "raised", "lowered")]
-    return head + _table(columns + rows, ["", "", "", "", "tks-pos", "tks-neg"])
+    return f'<div class="tks-abl">{head}{_table(columns + rows, ["", "", "", "", "tks-pos", "tks-neg"])}</div>'
 
 # %% ../nbs/14_widgets.ipynb #51e4d4d8
 def card_header(d: LatentData) -> str:
@@ -122,15 +127,29 @@ def latent_card_html(d: LatentData, figure_html: str = "") -> str:
     return (f'<div class="tks-card" id="latent-{esc(d.latent)}">{card_header(d)}<div class="tks-cols">'
             f'<div class="tks-left">{left}</div><div class="tks-right">{right}</div></div>{ablation_html(d)}</div>')
 
+# %% ../nbs/14_widgets.ipynb #f18986da
+@contextmanager
+def busy(line: widgets.HTML, text: str):
+    "Show `text` in `line` while the block runs (the front end gets it at once), then clear it."
+    line.value = _message(f"⏳ {text} …", "tks-busy")
+    try: yield
+    finally: line.value = ""
+
+def _row(children: list, **layout) -> widgets.Box:
+    "A row that wraps its children onto new lines rather than scroll sideways."
+    return widgets.Box(children, layout=widgets.Layout(display="flex", flex_flow="row wrap", align_items="flex-start",
+                                                       width="100%", **layout))
+
 # %% ../nbs/14_widgets.ipynb #e0c0730a
 class LatentInspector:
-    "A notebook widget for browsing an SAE's latents on held-out contexts."
+    "A notebook widget for browsing an SAE's latents on held-out contexts, and steering the model with one."
     def __init__(self, sae: SparseAutoencoder, model: Any, tokens: Int[Tensor, "batch pos"], hook: str | None = None,
                  acts: Tensor | None = None,
-                 ablation: AblationSparsity | None = None, index: LatentIndex | None = None, progress: bool = True):
+                 ablation: AblationSparsity | None = None, index: LatentIndex | None = None, progress: bool = True,
+                 n_new: int = 20):
         self.index = index or LatentIndex.build(sae, model, tokens, hook, acts, progress)
         self.sparsity, self.data, self.figure, self.order = ablation, None, None, sorted_latents(self.index, "density")
-        n = sae.cfg.n_latents
+        n, self.n_new = sae.cfg.n_latents, n_new
         self.latent_box = widgets.IntText(value=self.order[0], description="latent", layout={"width": "180px"})
         orders = [("density", "density"), ("max activation", "max_act"), ("index", "index")]
         self.sort_by = widgets.Dropdown(options=orders, value="density", description="sort by")
@@ -138,42 +157,76 @@ class LatentInspector:
         self.query = widgets.Text(placeholder="a token, e.g. ' Congress'", description="search",
                                   continuous_update=False)
         self.results = widgets.Select(options=[], rows=5, description="found", layout={"width": "360px"})
-        self.message, self.card, self.plot = widgets.HTML(), widgets.HTML(), widgets.Output()
+        self.ablate = widgets.Checkbox(value=False, description="ablation effects (runs the model)", indent=False)
+        self.message, self.busy = widgets.HTML(), widgets.HTML()
+        self.card = widgets.HTML(layout=widgets.Layout(flex="1 1 480px", min_width="320px", max_width="1000px"))
+        self.plot = widgets.Output(layout=widgets.Layout(flex="0 0 440px", width="440px"))
+        self.prompt = widgets.Textarea(placeholder="A prompt to steer, e.g. 'The state of the Union is'",
+                                       layout={"width": "100%", "max_width": "900px", "height": "60px"})
+        self.strength = widgets.FloatSlider(value=0.0, min=-8.0, max=8.0, step=0.1, description="strength",
+                                            continuous_update=False)
+        self.mode = widgets.Dropdown(options=["add", "clamp"], value="add", description="mode",
+                                     layout={"width": "180px"})
+        self.steer_message, self.steer_view = widgets.HTML(), widgets.HTML()
+        self._unsteered: dict[tuple[str, int], SteerResult] = {}  # (prompt, latent) -> its unsteered generation
         self._wire()
         self.show_latent(self.order[0])
-
-    def _wire(self) -> None:
-        go_to = widgets.Button(description="open", layout={"width": "70px"})
-        go_to.on_click(lambda _: self.show_latent(self.latent_box.value))
-        self.sort_by.observe(lambda ch: self.set_sort(ch["new"]), names="value")
-        self.rank.observe(lambda ch: self.show_rank(ch["new"]), names="value")
-        self.query.observe(lambda ch: self.search(ch["new"]), names="value")
-        self.results.observe(lambda ch: ch["new"] is not None and self.show_latent(ch["new"]), names="value")
-        controls = widgets.VBox([widgets.HBox([self.latent_box, go_to, self.sort_by, self.rank]),
-                                 widgets.HBox([self.query, self.results])])
-        self.widget = widgets.VBox([controls, self.message, widgets.HBox([self.card, self.plot])])
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
         display(self.widget)
 
+# %% ../nbs/14_widgets.ipynb #b580098b
+@patch
+def _wire(self: LatentInspector) -> None:
+    go_to = widgets.Button(description="open", layout={"width": "70px"})
+    generate = widgets.Button(description="generate")
+    go_to.on_click(lambda _: self.show_latent(self.latent_box.value))
+    generate.on_click(lambda _: self.steer(self.prompt.value, self.strength.value, self.mode.value))
+    self.sort_by.observe(lambda ch: self.set_sort(ch["new"]), names="value")
+    self.rank.observe(lambda ch: self.show_rank(ch["new"]), names="value")
+    self.query.observe(lambda ch: self.search(ch["new"]), names="value")
+    self.results.observe(lambda ch: ch["new"] is not None and self.show_latent(ch["new"]), names="value")
+    self.ablate.observe(lambda ch: ch["new"] and self.show_ablation(), names="value")
+    controls = [_row([self.latent_box, go_to, self.sort_by, self.rank]), _row([self.query, self.results, self.ablate])]
+    steering = [widgets.HTML("<b>Steering</b>: add the latent's decoder direction at the SAE's hook while the model "
+                             "generates (or clamp the latent to a value), and compare the text with and without."),
+                self.prompt, _row([self.strength, self.mode, generate]), self.steer_message, self.steer_view]
+    self.widget = widgets.VBox([*controls, self.message, self.busy, _row([self.card, self.plot]), *steering],
+                               layout=widgets.Layout(width="100%", max_width="100%"))
+
 # %% ../nbs/14_widgets.ipynb #ae950681
 @patch
 def show_latent(self: LatentInspector, latent: int) -> LatentData | None:
-    "Open `latent`: compute its data and redraw the card and the histogram."
+    "Open `latent`: compute its data and redraw the card and the histogram (then its ablation effects, if asked)."
     start = time.perf_counter()
-    try: self.data = latent_data(self.index, latent, sparsity=self.sparsity)
+    try:
+        with busy(self.busy, f"opening latent {latent}"):
+            self.data = latent_data(self.index, latent, ablation=False, sparsity=self.sparsity)
     except (ValueError, TypeError) as e:  # a latent out of range, or not an index: a message, not a traceback
         self.message.value = _message(str(e))
         return None
     self.message.value, self.latent_box.value = "", self.data.latent
     self.card.value = CSS + latent_card_html(self.data)
-    self.figure = hist_figure(self.data) if self.data.n_fires else None
+    self.figure = hist_figure(self.data).update_layout(width=430) if self.data.n_fires else None
     self.plot.clear_output()
     if self.figure is not None:
         with self.plot: self.figure.show()
+    span = max(1.0, round(4 * self.data.max_act, 1))  # steering strengths: up to 4x its largest activation
+    self.strength.max, self.strength.min, self.strength.step = span, -span, span / 100
     self.last_seconds = time.perf_counter() - start
+    if self.ablate.value: self.show_ablation()
     return self.data
+
+@patch
+def show_ablation(self: LatentInspector) -> list | None:
+    "Add the open latent's ablation effects at its top activation to its card (a run of the model)."
+    if self.data is None or not self.data.n_fires or self.index.model is None: return None
+    top = self.data.top[0]
+    with busy(self.busy, f"ablating latent {self.data.latent} at its top activation"):
+        self.data.ablation = latent_ablation_effects(self.index, self.data.latent, top.context, top.position)
+    self.card.value = CSS + latent_card_html(self.data)
+    return self.data.ablation
 
 @patch
 def set_sort(self: LatentInspector, by: str) -> None:
@@ -194,6 +247,41 @@ def search(self: LatentInspector, text: str) -> list:
     else: self.message.value = "" if found else _message(f"no latent is active on a token {text!r} here")
     self.results.options = [(f"#{i}  ({s:.0%} of its activation)", i) for i, s in found]
     return found
+
+# %% ../nbs/14_widgets.ipynb #026034fb
+def steer_html(prompt: str, plain: SteerResult, steered: SteerResult, latent: int, mode: Mode = "add") -> str:
+    "The prompt's greedy continuation without and with steering, and what the steering did."
+    shown = f'<span class="tks-dim">{token_text(prompt)}</span>'
+    def text(r: SteerResult) -> HTML: return HTML(shown + token_text(r.text))
+    rows = [("without", text(plain)), (f"with ({mode} {steered.strength:g})", text(steered))]
+    stats = (f"latent {latent} as the SAE reads it on the prompt: {plain.latent_act:.2f} without, "
+             f"{steered.latent_act:.2f} with · KL of the next token from unsteered: {steered.kl:.3f} nats · "
+             f"next token {plain.next_token!r} → {steered.next_token!r}")
+    table = _table(rows, ["tks-dim", ""])
+    return f'<div class="tks-card tks-steer">{table}<div class="tks-dim">{esc(stats)}</div></div>'
+
+# %% ../nbs/14_widgets.ipynb #d60a6d1c
+@patch
+def steer(self: LatentInspector, prompt: str, strength: float, mode: Mode = "add",
+          latent: Any = None) -> tuple[SteerResult, SteerResult] | None:
+    "Generate from `prompt` without and with `latent` (default: the open one) steered; show both texts."
+    latent = self.data.latent if latent is None and self.data is not None else latent
+    self.steer_view.value = ""
+    if self.index.model is None:
+        self.steer_message.value = _message("steering needs the model: build the inspector with the model")
+        return None
+    run = (self.index.model, self.index.sae, prompt, latent)
+    try:
+        with busy(self.busy, f"generating {self.n_new} tokens without and with latent {latent} steered"):
+            if (prompt, latent) not in self._unsteered:  # moving the slider and generating again reuses it
+                self._unsteered[prompt, latent] = steer_latent(*run, 0.0, "add", self.n_new, self.index.hook)
+            plain = self._unsteered[prompt, latent]
+            steered = steer_latent(*run, strength, mode, self.n_new, self.index.hook)
+    except (ValueError, TypeError) as e:
+        self.steer_message.value = _message(str(e))
+        return None
+    self.steer_message.value, self.steer_view.value = "", CSS + steer_html(prompt, plain, steered, latent, mode)
+    return plain, steered
 
 # %% ../nbs/14_widgets.ipynb #05d532db
 def prompt_html(p: PromptData, selected: int | None = None) -> str:
