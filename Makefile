@@ -56,5 +56,7 @@ bench: install
 	VENV=$(VENV) bash tools/install_bench.sh
 	$(BENCH_ENV) $(BIN)/python bench/data.py
 	$(BENCH_ENV) .venv-bench/bin/python bench/run.py train --threads $(or $(THREADS),2) $(BENCH_ARGS)
-	$(BENCH_ENV) $(BIN)/python bench/run.py harvest ablation --threads $(or $(THREADS),2) $(BENCH_ARGS)
+	$(BENCH_ENV) $(BIN)/python bench/run.py harvest ablation many --threads $(or $(THREADS),2) $(BENCH_ARGS)
+	$(BENCH_ENV) $(BIN)/python bench/tp.py
+	$(BENCH_ENV) .venv-bench/bin/python bench/saebench_check.py
 	$(BENCH_ENV) .venv-bench/bin/python bench/run.py efficiency --combine --threads $(or $(THREADS),2) $(BENCH_ARGS)
