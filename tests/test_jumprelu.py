@@ -83,7 +83,7 @@ def test_trains_and_target_l0_is_reached():
     assert l0["loose"] > l0["tight"], l0
     assert abs(l0["aimed"] - 8.0) < 2.0, l0
     assert scan(loose.sae, held).fvu < 0.5
-    assert aimed.history.l0.iloc[-1] > aimed.history.l0.iloc[len(aimed.history) // 3]  # climbing back to the target
+    assert abs(aimed.history.l0.iloc[-1] - 8.0) < 2.0, aimed.history.l0.tolist()  # the training batches' L0 too
     assert aimed.sae.l0_coef.item() != pytest.approx(1e-3)  # the coefficient moved
 
 
