@@ -45,7 +45,10 @@ def test_openai_state_dict_round_trip_through_torch_load(tmp_path):
         to_openai_state_dict(_sae("none"))
     state = to_openai_state_dict(sae)
     state["activation_state_dict"] = {}
-    with pytest.raises(ValueError, match="no activation_state_dict\\['k'\\]"):
+    with pytest.raises(ValueError, match="activation_state_dict gives no k"):
+        load_openai_sae(state)
+    state["activation_state_dict"] = {"k": torch.tensor(32.5)}
+    with pytest.raises(ValueError, match="k=32.5: k must be a whole number"):
         load_openai_sae(state)
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable state dict"):
@@ -82,6 +85,22 @@ def test_bad_folders_are_refused(tmp_path):
     w = load_file(sl / "sae_weights.safetensors"); del w["b_enc"]; save_file(w, sl / "sae_weights.safetensors")
     with pytest.raises(ValueError, match="missing weights \\['b_enc'\\]"):
         load_saelens(sl)
+
+
+@pytest.mark.parametrize(("k", "error"), [(None, "gives no k"), (32.5, "k=32.5: k must be a whole"),
+                                          ("32", "k='32'"), (True, "k=True"), (0, "k=0")])
+def test_a_k_that_is_missing_or_not_a_whole_number_is_named(tmp_path, k, error):
+    "A SAELens cfg.json without k (or a k that is not a whole number) names the file; 32.0 is read as 32."
+    import json
+    sl = save_saelens(_sae("none"), tmp_path / "sl")
+    cfg = json.loads((sl / "cfg.json").read_text())
+    cfg.pop("k")
+    if k is not None: cfg["k"] = k
+    (sl / "cfg.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=error) as e: load_saelens(sl)
+    assert "cfg.json" in str(e.value)
+    (sl / "cfg.json").write_text(json.dumps({**cfg, "k": 4.0}))
+    assert load_saelens(sl).cfg.k == 4
 
 
 def test_saelens_loads_our_export(tmp_path):

@@ -9,6 +9,7 @@ __all__ = ['GEMMA_SCOPE_KEYS', 'sae_from_weights', 'jumprelu_from_weights', 'loa
 # %% ../nbs/16_interop.ipynb #caa67f27
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +33,15 @@ def _check_shapes(W_enc: Tensor, W_dec: Tensor, b_enc: Tensor, b_dec: Tensor,
     if bad := [f"{k} has shape {got[k]}, expected {expected[k]}" for k in got if got[k] != expected[k]]:
         raise ValueError(f"weights do not fit an SAE with W_enc of shape {(d, n)}: " + "; ".join(bad))
     return d, n
+
+def _read_k(value: Any, where: str) -> int:
+    "The `k` a file gives, as an integer (32 or 32.0); missing, fractional or not a number: an error naming `where`."
+    if value is None: raise ValueError(f"{where} gives no k: which TopK the SAE uses is unknown; add it (e.g. k = 32)")
+    if isinstance(value, Tensor) and value.numel() == 1: value = value.item()
+    integer = isinstance(value, int) and not isinstance(value, bool)
+    whole = integer or (isinstance(value, float) and value.is_integer())
+    if not whole or value < 1: raise ValueError(f"{where} gives k={value!r}: k must be a whole number of latents >= 1")
+    return int(value)
 
 def sae_from_weights(W_enc: Tensor, W_dec: Tensor, b_enc: Tensor, b_dec: Tensor, k: int, normalize: str = "none",
                      **cfg_kwargs) -> TopKSAE:
@@ -73,10 +83,9 @@ def load_openai_sae(src: str | Path | dict, hook: str | None = None, model_name:
                          f"(it has {sorted(state)[:8]})")
     act = state.get("activation", "TopK")
     if act != "TopK": raise ValueError(f"activation {act!r}: only OpenAI's TopK autoencoders map onto a TopKSAE")
-    k = state.get("activation_state_dict", {}).get("k")
-    if k is None: raise ValueError("the state dict has no activation_state_dict['k']: which TopK it uses is unknown")
+    k = _read_k(state.get("activation_state_dict", {}).get("k"), "the state dict's activation_state_dict")
     W_enc, W_dec = state["encoder.weight"].t(), state["decoder.weight"].t()
-    return sae_from_weights(W_enc, W_dec, state["latent_bias"], state["pre_bias"], int(k),
+    return sae_from_weights(W_enc, W_dec, state["latent_bias"], state["pre_bias"], k,
                             normalize="layernorm", hook=hook, model_name=model_name)
 
 # %% ../nbs/16_interop.ipynb #e3c6c416
@@ -178,7 +187,8 @@ def load_saelens(path: str | Path) -> SparseAutoencoder:
     if arch == "jumprelu":
         return jumprelu_from_weights(state["W_enc"], state["W_dec"], b_enc, state["b_dec"], state["threshold"], norm,
                                      **kw)
-    return sae_from_weights(state["W_enc"], state["W_dec"], b_enc, state["b_dec"], int(cfg["k"]), norm, **kw)
+    k = _read_k(cfg.get("k"), f"{path / 'cfg.json'} (architecture 'topk')")
+    return sae_from_weights(state["W_enc"], state["W_dec"], b_enc, state["b_dec"], k, norm, **kw)
 
 # %% ../nbs/16_interop.ipynb #a019352c
 def save_sparsify(sae: SparseAutoencoder, path: str | Path) -> Path:
@@ -209,7 +219,8 @@ def load_sparsify(path: str | Path) -> TopKSAE:
         raise ValueError(f"{path}: activation {cfg['activation']!r}; only 'topk' is supported")
     _need(state, ["encoder.weight", "encoder.bias", "W_dec", "b_dec"], Path(path))
     W_enc = state["encoder.weight"].t()
-    return sae_from_weights(W_enc, state["W_dec"], state["encoder.bias"], state["b_dec"], int(cfg["k"]), "none")
+    k = _read_k(cfg.get("k"), f"{Path(path) / 'cfg.json'}")
+    return sae_from_weights(W_enc, state["W_dec"], state["encoder.bias"], state["b_dec"], k, "none")
 
 # %% ../nbs/16_interop.ipynb #f00ed396
 GEMMA_SCOPE_KEYS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")  # the arrays of a Gemma Scope params.npz
