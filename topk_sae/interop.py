@@ -20,6 +20,7 @@ from torch import Tensor
 from .core import atomic_path, load_json, save_json
 from .jumprelu import JumpReLUConfig, JumpReLUSAE
 from .model import SAEConfig, SparseAutoencoder, TopKSAE
+from .saebench import to_saebench  # noqa: F401 (SAEBench's entry point, beside the other formats)
 
 # %% ../nbs/16_interop.ipynb #95c83428
 def _check_shapes(W_enc: Tensor, W_dec: Tensor, b_enc: Tensor, b_dec: Tensor,
