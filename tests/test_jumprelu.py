@@ -132,3 +132,22 @@ def test_options_that_do_not_apply_are_refused():
         JumpReLUConfig(d_model=8, n_latents=32, target_l0=0.0)
     with pytest.raises(ValueError, match="multi_topk is a TopK option"):
         _sae().training_loss(torch.zeros(3, 6, dtype=torch.float64), LossInputs(var0=1.0, multi_topk=True))
+
+
+def test_folding_decoder_norms_keeps_the_code_and_the_reconstruction():
+    "The fold of the EMA weights (and of `fold_decoder_norm_`) scales each threshold with its latent: no gate moves."
+    from topk_sae.train import EMA, _with_weights, ema_weights, fold_decoder_norm_
+    sae, x = _sae(), torch.randn(500, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 2 + 1
+    with torch.no_grad():
+        sae.W_dec.mul_(torch.linspace(0.5, 2.0, sae.cfg.n_latents, dtype=sae.W_dec.dtype)[:, None])
+        sae.log_threshold.copy_(sae.pre_acts(sae.normalize(x)[0]).quantile(0.9, dim=0).clamp_min(1e-3).log())
+    z, x_hat = sae.encode(x), sae(x)
+    assert (z > 0).any() and not (z > 0).all()
+    ema = EMA(sae, decay=0.0)
+    ema.update(sae)  # decay 0: the averages are the weights themselves
+    folded = _with_weights(_sae(), ema_weights(sae, ema))
+    fold_decoder_norm_(sae)
+    for s in (sae, folded):
+        torch.testing.assert_close((s.encode(x) > 0), (z > 0))
+        torch.testing.assert_close(s(x), x_hat)
+        torch.testing.assert_close(s.W_dec.norm(dim=1), torch.ones(s.cfg.n_latents, dtype=s.W_dec.dtype))

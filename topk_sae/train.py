@@ -164,7 +164,7 @@ def tuned_dead_tokens(cfg: TrainConfig, n_latents: int, k: int) -> int:
 
 # %% ../nbs/05_train.ipynb #0ed47a0c
 def paper_recipe(cfg: TrainConfig, sae: SparseAutoencoder) -> dict:
-    "The paper's settings (Appendix A and §2.4): constant lr by its rule, AuxK 1/32 over d_model / 2, 10M-token window."
+    "The paper's settings (Appendix A, §2.4): constant lr by its rule, AuxK 1/32 over d_model / 2, 10M-token window."
     return {"lr": default_lr(sae.cfg.n_latents), "schedule": "constant", "k_aux": default_k_aux(sae.cfg.d_model),
             "aux_coef": 1 / 32, "dead_tokens": 10_000_000, "ema_decay": 0.999, "betas": (0.9, 0.999)}
 
@@ -258,6 +258,7 @@ def fold_decoder_norm_(sae: SparseAutoencoder) -> SparseAutoencoder:
     "Rescale decoder rows to unit norm, scaling each latent's encoder column and bias to compensate."
     norms = sae.W_dec.norm(dim=1).clamp_min(1e-12)
     sae.W_dec.div_(norms[:, None]); sae.W_enc.mul_(norms); sae.b_enc.mul_(norms)
+    if (log_threshold := getattr(sae, "log_threshold", None)) is not None: log_threshold.add_(norms.log())  # JumpReLU
     return sae
 
 @torch.no_grad()
@@ -274,6 +275,7 @@ def ema_weights(sae: SparseAutoencoder, ema: EMA, device: torch.device | str | N
         t.div_(c)
         if name == "W_dec": t.div_(norms.to(t.device)[:, None])
         elif name in ("W_enc", "b_enc"): t.mul_(norms.to(t.device))
+        elif name == "log_threshold": t.add_(norms.to(t.device).log())  # a JumpReLU threshold scales with its latent
         out[name] = t
     if consume: ema.shadow = {}
     return out | {k: b.to(device or b.device, copy=True) for k, b in sae.named_buffers()}
