@@ -215,3 +215,16 @@ def test_two_gloo_processes_agree(tmp_path):
         ranks = [load_file(tmp_path / f"out.{arch}.rank{i}.safetensors") for i in range(2)]
         for key, v in ranks[0].items(): torch.testing.assert_close(ranks[1][key], v, rtol=0, atol=0, msg=key)
         assert ranks[0]["threshold"].item() > 0
+
+
+def test_threshold_codes_of_several_batches_are_padded_to_one_width():
+    "explain.sparse_codes (N2G, the latent index) joins batches whose threshold codes have different widths."
+    from topk_sae.explain import sparse_codes
+    from topk_sae.model import to_dense
+    sae = BatchTopKSAE(SAEConfig(d_model=16, n_latents=64, k=4))
+    x = torch.randn(300, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(): sae.threshold.fill_(0.3)
+    code = sparse_codes(sae, x, batch_tokens=64)
+    widths = {sae.encode_topk(sae.normalize(b)[0]).idx.shape[1] for b in x.split(64)}
+    assert len(widths) > 1 and code.idx.shape == (300, max(widths))
+    torch.testing.assert_close(to_dense(code, 64), sae.encode(x))

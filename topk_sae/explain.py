@@ -55,9 +55,11 @@ def last_token_latents(model: Any, sae: SparseAutoencoder, hook: str, seqs: Int[
 # %% ../nbs/10_explain.ipynb #66e9bc01
 @torch.no_grad()
 def sparse_codes(sae: SparseAutoencoder, acts: Float[Tensor, "tok d_model"], batch_tokens: int = 8192) -> TopKOut:
-    "The TopK code of every row of `acts`, on the CPU."
+    "The sparse code of every row of `acts`, on the CPU (codes whose width varies by batch zero-padded to the widest)."
     parts = [sae.encode_topk(sae.normalize(sae._check_input(a.to(sae.device)))[0]) for a in acts.split(batch_tokens)]
-    return TopKOut(torch.cat([p.acts for p in parts]).cpu(), torch.cat([p.idx for p in parts]).cpu())
+    width = max((p.idx.shape[1] for p in parts), default=0)  # a threshold code (BatchTopK, JumpReLU) varies by batch
+    def pad(t: Tensor) -> Tensor: return torch.nn.functional.pad(t, (0, width - t.shape[1])).cpu()  # value 0: not fired
+    return TopKOut(torch.cat([pad(p.acts) for p in parts]), torch.cat([pad(p.idx) for p in parts]))
 
 # %% ../nbs/10_explain.ipynb #d1324433
 class Explanation(NamedTuple):

@@ -207,8 +207,8 @@ def encode_topk(self: TopKSAE, x_n: Float[Tensor, "tok d_model"], k: int | None 
 
 # %% ../nbs/01_model.ipynb #1b218d36
 def to_dense(top: TopKOut, n_latents: int) -> Float[Tensor, "tok n_latents"]:
-    "Scatter a sparse code into dense latents."
-    return top.acts.new_zeros(top.acts.shape[0], n_latents).scatter_(1, top.idx, top.acts)
+    "Scatter a sparse code into dense latents (summed: zero-valued padding may repeat an index without harm)."
+    return top.acts.new_zeros(top.acts.shape[0], n_latents).scatter_add_(1, top.idx, top.acts)
 
 # %% ../nbs/01_model.ipynb #636e825c
 @patch
