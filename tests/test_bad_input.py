@@ -111,3 +111,14 @@ def test_harvest_refuses_what_it_cannot_harvest(tiny_model):
     with pytest.raises(ValueError, match="not \\(batch, pos, width\\)"):
         harvest(tiny_model, "blocks.0.attn.hook_pattern", ids, progress=False)
     # float or out-of-vocabulary ids: checked by check_contexts (04_activations), here already by the annotations
+
+
+def test_complex_activations_are_refused_not_cast():
+    "A complex tensor would be cast to its real part with a warning at most; it is refused, in training and after."
+    import torch
+
+    from topk_sae.model import SAEConfig, TopKSAE
+    from topk_sae.train import TrainConfig, train
+    sae, x = TopKSAE(SAEConfig.tiny()), torch.randn(512, 16, dtype=torch.complex64)
+    with pytest.raises(ValueError, match="are complex"): sae._check_input(x)  # what forward and encode call first
+    with pytest.raises(ValueError, match="are complex"): train(sae, x, TrainConfig.tiny(n_tokens=256))

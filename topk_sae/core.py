@@ -230,7 +230,10 @@ def progress(it: Iterable | None = None, *, total: int | None = None, desc: str 
 
 # %% ../nbs/00_core.ipynb #b1371eb3
 def check_finite(x: torch.Tensor, what: str = "activations") -> torch.Tensor:
-    "Return `x`, or raise a `ValueError` saying how many of its entries are NaN or Inf."
+    "Return `x`, or raise a `ValueError` if it is complex or saying how many of its entries are NaN or Inf."
+    if x.is_complex():
+        raise ValueError(f"{what} are complex ({x.dtype}); SAEs read real activations: pass x.real or x.abs() if that "
+                         "is what you mean")
     bad = ~torch.isfinite(x)
     if bad.any():
         n_nan, n_inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())

@@ -145,6 +145,7 @@ def _check_input(self: SparseAutoencoder, x: Tensor) -> Tensor:
         where = f" (from {self.cfg.hook})" if self.cfg.hook else ""
         raise ValueError(f"activations have width {x.shape[-1]} but this SAE reads d_model={self.cfg.d_model}{where}; "
                          "pass activations from the hook and model the SAE was trained on")
+    if x.is_complex(): check_finite(x)  # raises: casting would drop the imaginary part without a word
     return check_finite(x.reshape(-1, self.cfg.d_model).to(self.W_dec.dtype))
 
 # %% ../nbs/01_model.ipynb #f3cbf481
