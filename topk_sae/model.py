@@ -243,13 +243,19 @@ def decode(self: SparseAutoencoder, z: Float[Tensor, "*batch n_latents"],
     if z.shape[-1] != self.cfg.n_latents:
         raise ValueError(f"latents have width {z.shape[-1]} but this SAE has n_latents={self.cfg.n_latents}")
     x_n_hat = z.reshape(-1, self.cfg.n_latents) @ self.W_dec + self.b_dec
+    return self.to_model_space(x_n_hat, z.shape[:-1], x, stats)
+
+@patch
+def to_model_space(self: SparseAutoencoder, x_n_hat: Float[Tensor, "tok d_model"], batch_shape: tuple[int, ...],
+                   x: Tensor | None = None, stats: NormStats | None = None) -> Tensor:
+    "A normalized reconstruction mapped back with `stats` (or the input `x`'s), shaped `(*batch_shape, d_model)`."
     if stats is None and x is not None: _, stats = self.normalize(self._check_input(x))
     if stats is None:
         if self.cfg.normalize in ("layernorm", "unit_norm"):
             raise ValueError(f"decode needs the input's statistics in normalize={self.cfg.normalize!r} mode: "
                              "call sae.decode(z, x=x) or sae.decode(z, stats=stats), or use sae(x)")
         stats = self.global_stats()
-    return self.denormalize(x_n_hat, stats).reshape(*z.shape[:-1], self.cfg.d_model)
+    return self.denormalize(x_n_hat, stats).reshape(*batch_shape, self.cfg.d_model)
 
 # %% ../nbs/01_model.ipynb #dd688578
 def geometric_median(points: Float[Tensor, "tok d_model"], n_iter: int = 100,

@@ -102,13 +102,7 @@ def _decode(self: ShardedTopKSAE, z: Float[Tensor, "*batch n_latents"],
     if z.shape[-1] != n: raise ValueError(f"latents have width {z.shape[-1]} but this SAE has n_latents={n}")
     mine = z.reshape(-1, n)[:, s.offset:s.offset + s.n_local]
     x_n_hat = dist.sum_over_shards(mine @ self.W_dec, s.tp_group) + self.b_dec
-    if stats is None and x is not None: _, stats = self.normalize(self._check_input(x))
-    if stats is None:
-        if self.cfg.normalize in ("layernorm", "unit_norm"):
-            raise ValueError(f"decode needs the input's statistics in normalize={self.cfg.normalize!r} mode: "
-                             "call sae.decode(z, x=x) or sae.decode(z, stats=stats), or use sae(x)")
-        stats = self.global_stats()
-    return self.denormalize(x_n_hat, stats).reshape(*z.shape[:-1], self.cfg.d_model)
+    return self.to_model_space(x_n_hat, z.shape[:-1], x, stats)
 
 ShardedTopKSAE.encode_topk, ShardedTopKSAE.decode_sparse, ShardedTopKSAE.decode = _encode_topk, _decode_sparse, _decode
 
