@@ -20,7 +20,8 @@ EVIL = "<script>alert(1)</script>"
 
 def test_the_harness_sees_a_page_that_reaches_out(tmp_path):
     page = tmp_path / "leaky.html"
-    page.write_text('<html><body><img src="http://example.com/pixel.png"><script>console.log("ran")</script></body></html>')
+    page.write_text('<html><body><img src="http://example.com/pixel.png">'
+                    '<script>console.log("ran")</script></body></html>')
     dom, requests, console = render(page, tmp_path)
     assert requests == ["http://example.com/pixel.png"] and '"ran"' in console and "<body>" in dom
 
