@@ -8,6 +8,8 @@ the sharded EMA SAE's reconstruction of the first 64 rows into OUT/forward.safet
 """
 import argparse
 import dataclasses
+import os
+import sys
 from pathlib import Path
 
 import torch
@@ -40,3 +42,5 @@ if __name__ == "__main__":
     init_distributed()
     run(a.out, a.tp, a.steps, a.ckpt, a.slow)
     torch.distributed.destroy_process_group()  # with the mesh's subgroups: gloo threads left at exit can abort it
+    sys.stdout.flush(); sys.stderr.flush()
+    os._exit(0)  # the work is saved: skip interpreter teardown, where gloo's threads can still abort the process
