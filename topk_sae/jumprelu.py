@@ -94,6 +94,11 @@ class JumpReLUSAE(SparseAutoencoder):
     Config = JumpReLUConfig
     TUNED_LR_SCALE = 4.0  # tuned peak lr in units of the paper's rule (ReLUSAE's value: see above)
 
+    @property
+    def planned_l0(self) -> float:
+        "The L0 the tuned recipe plans for: `target_l0` if set, else `init_l0` (at most `n_latents`)."
+        return min(self.cfg.target_l0 or self.cfg.init_l0, self.cfg.n_latents)
+
     def __init__(self, cfg: JumpReLUConfig, **kwargs):
         if not isinstance(cfg, JumpReLUConfig):
             raise TypeError(f"JumpReLUSAE needs a JumpReLUConfig (it carries l0_coef), got {type(cfg).__name__}")

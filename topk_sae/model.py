@@ -127,6 +127,11 @@ class SparseAutoencoder(nn.Module):
         "Width of the rows `train` feeds it: `d_model` (a transcoder reads its input and target side by side)."
         return self.cfg.d_model
 
+    @property
+    def planned_l0(self) -> float:
+        "The L0 the tuned recipe plans for (its dead window and AuxK's k, `topk_sae.train`): `k` here."
+        return float(self.cfg.k)
+
     def extra_repr(self) -> str:
         c = self.cfg
         return f"d_model={c.d_model}, n_latents={c.n_latents}, k={c.k}, normalize={c.normalize!r}"

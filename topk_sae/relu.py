@@ -35,6 +35,12 @@ class ReLUSAE(SparseAutoencoder):
     FORMAT = "topk_sae.ReLUSAE/1"
     Config = ReLUSAEConfig
     TUNED_LR_SCALE = 4.0  # tuned peak lr in units of the paper's rule (TopK's 16 kills a ReLU SAE, see above)
+    PLANNED_L0 = 32.0  # the L0 the tuned recipe's dead window assumes: L1 sets L0, unknown before training
+
+    @property
+    def planned_l0(self) -> float:
+        "The L0 the tuned recipe plans for (its dead window): `PLANNED_L0`, as the code's width is not a knob."
+        return min(self.PLANNED_L0, self.cfg.n_latents)
 
     def __init__(self, cfg: ReLUSAEConfig, **kwargs):
         if not isinstance(cfg, ReLUSAEConfig):

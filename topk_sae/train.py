@@ -159,7 +159,7 @@ def tuned_lr_scale(scale: float, steps: int) -> float:
     "The tuned peak lr in units of the paper's rule: `scale`, boosted for short runs, cut for long ones, never below 1."
     return max(1.0, scale * short_run_boost(steps) * long_run_cut(steps))
 
-def tuned_dead_tokens(cfg: TrainConfig, n_latents: int, k: int) -> int:
+def tuned_dead_tokens(cfg: TrainConfig, n_latents: int, k: float) -> int:
     "The tuned dead window: `TUNED_DEAD_GAPS` expected gaps between firings, within [2 batches, min(run / 4, 10M)]."
     return max(2 * cfg.batch_tokens, min(10_000_000, cfg.n_tokens // 4, TUNED_DEAD_GAPS * math.ceil(n_latents / k)))
 
@@ -171,9 +171,9 @@ def paper_recipe(cfg: TrainConfig, sae: SparseAutoencoder) -> dict:
 
 def tuned_recipe(cfg: TrainConfig, sae: SparseAutoencoder) -> dict:
     "The tuned settings: the paper's scaled to the budget (see above and `bench/notes/tune_defaults.md`)."
-    n, k = sae.cfg.n_latents, sae.cfg.k
+    n, k = sae.cfg.n_latents, sae.planned_l0  # k for the TopK family; an architecture without k plans its own
     return {"lr": default_lr(n) * tuned_lr_scale(sae.TUNED_LR_SCALE, cfg.steps), "schedule": "warmup_decay",
-            "k_aux": min(default_k_aux(sae.cfg.d_model), TUNED_K_AUX_PER_K * k), "aux_coef": TUNED_AUX_COEF,
+            "k_aux": min(default_k_aux(sae.cfg.d_model), round(TUNED_K_AUX_PER_K * k)), "aux_coef": TUNED_AUX_COEF,
             "dead_tokens": tuned_dead_tokens(cfg, n, k), "ema_decay": min(0.999, max(0.0, 1 - 10 / cfg.steps)),
             "betas": (TUNED_BETA1, 0.999)}
 
