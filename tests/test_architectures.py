@@ -228,3 +228,17 @@ def test_threshold_codes_of_several_batches_are_padded_to_one_width():
     widths = {sae.encode_topk(sae.normalize(b)[0]).idx.shape[1] for b in x.split(64)}
     assert len(widths) > 1 and code.idx.shape == (300, max(widths))
     torch.testing.assert_close(to_dense(code, 64), sae.encode(x))
+
+
+def test_load_sae_imports_the_architecture_module_it_needs(tmp_path):
+    """A saved BatchTopK, Matryoshka, JumpReLU, ReLU SAE or transcoder loads in a fresh interpreter that imported
+    only `topk_sae.model`: `load_sae` imports the defining module itself."""
+    from topk_sae.jumprelu import JumpReLUConfig, JumpReLUSAE
+    from topk_sae.relu import ReLUSAE
+    saes = {"batchtopk": BatchTopKSAE(SAEConfig.tiny()), "matryoshka": MatryoshkaSAE(SAEConfig.tiny()),
+            "jumprelu": JumpReLUSAE(JumpReLUConfig.tiny()), "relu": ReLUSAE(ReLUSAEConfig(d_model=16, n_latents=64))}
+    for name, sae in saes.items(): sae.save(tmp_path/name)
+    code = ("from topk_sae.model import load_sae\n"
+            f"print(*(type(load_sae(r'{tmp_path}/' + n)).__name__ for n in {sorted(saes)!r}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [type(saes[n]).__name__ for n in sorted(saes)]
