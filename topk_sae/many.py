@@ -98,19 +98,6 @@ def _check_specs(specs: list[SAESpec], cfgs: list[TrainConfig | None], widths: d
         check_fits(s.sae, c)
         check_checkpoint_dir(c)
 
-# %% ../nbs/05f_many.ipynb #312d09e3
-def _run_step(state: TrainState, x: Tensor, step: int, watch: Any, rows: list[dict], start: float) -> None:
-    "One step of `state` on the global batch `x` (this process's slice), with `train`'s logging, checks, checkpoints."
-    me, local = dist.rank(), state.cfg.batch_tokens // dist.world_size()
-    out = state.step(watch(tr.to_device(x[me * local:(me + 1) * local], state.sae), step))
-    watch.loss(out, step, state)
-    if state.steps_done % state.recipe.log_every == 0 or state.steps_done == state.cfg.steps:
-        watch.check(step)
-        rows.append(tr.log_row(state, out, time.perf_counter() - start))
-    if me == 0 and tr.checkpoint_due(state.cfg, state.steps_done):
-        watch.check(step)  # never save weights a bad batch has reached
-        tr.save_checkpoint(state.cfg.checkpoint_dir, state, pd.DataFrame(rows))
-
 # %% ../nbs/05f_many.ipynb #6a273d42
 def train_many(model: Any, specs: list[SAESpec], contexts: Int[Tensor, "batch pos"] | None = None,
                cfg: TrainConfig | None = None, batch_size: int = 32) -> list[TrainResult]:
@@ -141,7 +128,7 @@ def _train_many(source: Any, specs: list[SAESpec], cfgs: list[TrainConfig]) -> l
         for step in bar:
             x = next(batches)
             for s, st, watch, r in zip(specs, states, watches, rows):
-                if st.steps_done == step < st.cfg.steps: _run_step(st, pick(x, s.hook), step, watch, r, start)
+                if st.steps_done == step < st.cfg.steps: tr.train_step(st, pick(x, s.hook), step, watch, r, start)
     finally: WORKSPACE.clear()
     seconds = time.perf_counter() - start
     return [TrainResult(st.finish(), st.sae, pd.DataFrame(r), st.recipe, seconds) for st, r in zip(states, rows)]

@@ -12,7 +12,7 @@ __all__ = ['init_distributed', 'TUNED_LR_SCALE', 'TUNED_AUX_COEF', 'TUNED_BETA1'
            'autocast_for', 'Adam', 'make_optimizer', 'batch_split', 'TrainState', 'save_checkpoint',
            'shard_folder', 'save_sharded_checkpoint', 'checkpoint_files', 'find_checkpoint',
            'load_checkpoint', 'TrainResult', 'as_source', 'check_source', 'log_row', 'checkpoint_due',
-           'FiniteWatch', 'resume', 'check_checkpoint_dir', 'check_fits', 'to_device', 'train',
+           'FiniteWatch', 'resume', 'check_checkpoint_dir', 'check_fits', 'to_device', 'train_step', 'train',
            'checkpoint_sae']
 
 # %% ../nbs/05_train.ipynb #1c2b39a2
@@ -701,6 +701,21 @@ def to_device(x: Tensor, sae: SparseAutoencoder) -> Tensor:
     if x.device.type == "cpu" and sae.device.type == "cuda": x = x.pin_memory()
     return x.to(sae.device, sae.W_dec.dtype, non_blocking=True)
 
+def train_step(state: TrainState, x: Tensor, step: int, watch: FiniteWatch, rows: list[dict], start: float) -> bool:
+    "Step `state` on global batch `x` (this replica's slice), then log, check and checkpoint as due; True if it logged."
+    replicas, mine = batch_split(state.sae)
+    local, cfg = state.cfg.batch_tokens // replicas, state.cfg
+    out = state.step(watch(to_device(x[mine * local:(mine + 1) * local], state.sae), step))
+    watch.loss(out, step, state)
+    if logged := state.steps_done % state.recipe.log_every == 0 or state.steps_done == cfg.steps:
+        watch.check(step)
+        rows.append(log_row(state, out, time.perf_counter() - start))
+    writes = dist.rank() == 0 or parallel.shard_of(state.sae) is not None  # sharded: every process writes its shard
+    if writes and checkpoint_due(cfg, state.steps_done):
+        watch.check(step)  # never save weights a bad batch has reached
+        save_checkpoint(cfg.checkpoint_dir, state, pd.DataFrame(rows))
+    return logged
+
 def train(sae: SparseAutoencoder, source: Tensor | ActivationSource, cfg: TrainConfig) -> TrainResult:
     "Train `sae` in place on `cfg.n_tokens` tokens from `source`; return its EMA copy, history and settings."
     source, me = as_source(source), dist.rank()
@@ -713,8 +728,6 @@ def train(sae: SparseAutoencoder, source: Tensor | ActivationSource, cfg: TrainC
         return _train(sae, source, cfg, me)
 
 def _train(sae: SparseAutoencoder, source: ActivationSource, cfg: TrainConfig, me: int) -> TrainResult:
-    replicas, mine = batch_split(sae)
-    local, sharded = cfg.batch_tokens // replicas, parallel.shard_of(sae) is not None
     state = TrainState.start(sae, cfg, source.sample(cfg.init_tokens, seed=cfg.seed))
     rows = resume(cfg, state)
     batches, start = source.batches(cfg.batch_tokens, seed=cfg.seed, start=state.steps_done), time.perf_counter()
@@ -722,15 +735,8 @@ def _train(sae: SparseAutoencoder, source: ActivationSource, cfg: TrainConfig, m
     bar = progress_bar(steps, desc="training", enabled=cfg.progress and me == 0, unit="step")
     try:
         for step in bar:
-            out = state.step(finite(to_device(next(batches)[mine * local:(mine + 1) * local], sae), step))
-            finite.loss(out, step, state)
-            if state.steps_done % state.recipe.log_every == 0 or state.steps_done == cfg.steps:
-                finite.check(step)
-                rows.append(log_row(state, out, time.perf_counter() - start))
+            if train_step(state, next(batches), step, finite, rows, start):
                 bar.set_postfix(fvu=f"{rows[-1]['fvu']:.3f}", dead=f"{rows[-1]['dead_fraction']:.1%}")
-            if (me == 0 or sharded) and checkpoint_due(cfg, state.steps_done):  # sharded: every process writes
-                finite.check(step)  # never save weights a bad batch has reached
-                save_checkpoint(cfg.checkpoint_dir, state, pd.DataFrame(rows))
     finally: WORKSPACE.clear()  # the kernels' reused buffers (a (batch, n_latents) matrix among them) are not kept
     return TrainResult(state.finish(), sae, pd.DataFrame(rows), state.recipe, time.perf_counter() - start)
 
