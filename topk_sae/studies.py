@@ -111,8 +111,10 @@ def architecture_study(passes: int = 2, train_tokens: int = 360_000, n_latents: 
                      "batchtopk": at("batchtopk", k=l0s), "matryoshka": at("matryoshka", k=l0s),
                      "jumprelu": at("jumprelu", k=0, target_l0=[float(v) for v in l0s]),
                      "relu": at("relu", k=0, l1_coef=list(RELU_L1_FOR_L0)),
-                     "k_sweep": at("topk", k=[16, 32, 64, 128, 256, 512])},
-        note="SmolLM2-135M-Instruct layer 22, the smollm2 study's data; 28 runs with every model-level metric, about "
+                     "k_sweep": at("topk", k=[16, 32, 64, 128, 256, 512]),
+                     "seeds": [*at("topk", k=32, seed=1), *at("batchtopk", k=32, seed=1),
+                               *at("matryoshka", k=32, seed=1)]},
+        note="SmolLM2-135M-Instruct layer 22, the smollm2 study's data; 31 runs with every model-level metric, about "
              "90 minutes on 2 idle CPU cores from the cached harvest.")
 
 # %% ../nbs/17b_studies.ipynb #3b5494ee
