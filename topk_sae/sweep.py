@@ -161,7 +161,8 @@ def evaluate_run(spec: RunSpec, sae: SparseAutoencoder, history: pd.DataFrame, d
     row = {"fvu": s.fvu, "l0": s.l0, "dead_fraction": s.dead_fraction, "dense_fraction": dense,
            "tokens_to_convergence": tokens_to_convergence(history),
            "final_train_fvu": float(history.fvu.iloc[-1]) if len(history) else math.nan, "progressive": "",
-           "shrinkage": shrinkage(sae, data.heldout[:512]).ratio, **dict.fromkeys(FULL_EVAL_REPORT_KEYS, math.nan)}
+           "shrinkage": shrinkage(sae, data.heldout[:512]).ratio, **dict.fromkeys(FULL_EVAL_REPORT_KEYS, math.nan),
+           "part_seconds": ""}  # full_eval: seconds per evaluate part, as JSON
     if spec.arch in K_ARCHS:  # a test-time TopK at k/4 ... 4k
         prog = progressive_recovery(sae, data.heldout)
         row["progressive"] = json.dumps({int(r.k): round(float(r.fvu), 5) for r in prog.itertuples()})
@@ -169,8 +170,9 @@ def evaluate_run(spec: RunSpec, sae: SparseAutoencoder, history: pd.DataFrame, d
         if data.model is None or data.heldout_contexts is None:
             raise ValueError(f"{spec.name} asks for full_eval, which needs "
                              "SweepData(model=..., hook=..., heldout_contexts=...)")
-        values = evaluate(data.model, sae, data.hook, data.heldout_contexts, eval_cfg, acts=data.heldout).values()
-        row |= {c: values.get(c, math.nan) for c in FULL_EVAL_REPORT_KEYS}
+        report = evaluate(data.model, sae, data.hook, data.heldout_contexts, eval_cfg, acts=data.heldout)
+        row |= {c: report.values().get(c, math.nan) for c in FULL_EVAL_REPORT_KEYS}
+        row["part_seconds"] = json.dumps({part: round(sec, 1) for part, sec in report.seconds.items()})
     return row
 
 # %% ../nbs/17_sweep.ipynb #28f77cf5
