@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tokenize
@@ -265,3 +266,56 @@ def test_quarto_site_draws_every_figure_offline(tmp_path):
         assert requests == [], f"{page.name} requested {requests}"
         assert "Unable to display output for mime type(s): application/vnd.plotly" not in dom
         assert dom.count("js-plotly-plot") == n and "Uncaught" not in console, f"{page.name}: {n} figures, {console}"
+
+
+# Search in the `make docs` site: tools/build_docs.py writes search.json (and assets/search-index.js, the same index
+# as a script, which file:// pages can load); tools/docs_search.js is the box in the sidebar.
+
+
+def test_search_index_has_titles_headings_and_docstrings(site):
+    index = json.loads((site / "search.json").read_text())
+    by_url = {e["u"]: e for e in index}
+    assert by_url["metrics.html"]["k"] == "page" and by_url["metrics.html"]["t"] == "Metrics on activations"
+    assert by_url["metrics.html#fvu"]["k"] == "symbol" and "variance unexplained" in by_url["metrics.html#fvu"]["s"]
+    assert any(e["k"] == "heading" and e["u"].startswith("tutorials/") for e in index)
+    assert (site / "assets" / "search-index.js").read_text().startswith("window.SITE_SEARCH = [")
+    assert len((site / "search.json").read_bytes()) < 500_000, "the search index should stay small"
+
+
+def chrome(tmp_path):
+    "A headless Chromium driven by selenium (chromedriver from Debian's chromium-driver), with the network closed."
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is needed to type into the search box")
+    from browser import chromium
+    binary, driver = chromium(), shutil.which("chromedriver")
+    if not driver: pytest.skip("no chromedriver here: `apt-get install chromium-driver` to type into the docs")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = binary
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
+                f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,900"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=driver))
+
+
+def test_search_box_finds_a_function(site, tmp_path):
+    "Typed into the box on a tutorial page, 'fvu' lists the function's own page first; Enter opens it."
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+    d = chrome(tmp_path)
+    try:
+        d.get((site / "tutorials" / "quickstart.html").resolve().as_uri())
+        d.find_element(By.ID, "site-search").send_keys("fvu")
+        links = WebDriverWait(d, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#search-results a"))
+        first = links[0]
+        assert first.text == "fvu" and first.get_attribute("href").endswith("/metrics.html#fvu")
+        assert "variance unexplained" in d.find_element(By.CSS_SELECTOR, "#search-results li").text
+        d.find_element(By.ID, "site-search").send_keys("zzqx")
+        WebDriverWait(d, 20).until(lambda d: d.find_element(By.ID, "search-results").text == "No results")
+        box = d.find_element(By.ID, "site-search")
+        box.clear()
+        box.send_keys("fvu", Keys.ENTER)
+        WebDriverWait(d, 20).until(lambda d: d.current_url.endswith("/metrics.html#fvu"))
+        assert d.find_element(By.ID, "fvu").text == "fvu"
+        assert not [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        d.quit()
