@@ -12,7 +12,7 @@ TEST_ENV := $(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 help:
 	@echo "make demo   install, then train and evaluate a TopK SAE on the embedded default (runs/demo/)"
 	@echo "make test   install, then run the whole test suite (notebooks, then pytest)"
-	@echo "make docs   build the docs site offline into _site/ (open _site/index.html); nbdev_docs where Quarto is installed"
+	@echo "make docs   build the docs site offline into _site/ (open _site/index.html; search in the sidebar); nbdev_docs where Quarto is installed"
 	@echo "make bench  benchmarks against SAELens and sparsify (installed in .venv-bench), written to bench/results.md"
 
 install:

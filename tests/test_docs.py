@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tokenize
@@ -172,3 +173,149 @@ def test_library_lines_fit_120_columns():
         for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
             if len(line) > 120 and not line.startswith("__all__ = ["): long.append(f"{f.name}:{i} ({len(line)})")
     assert not long, f"lines over 120 columns (fix them in the notebooks, then make export): {long}"
+
+
+# The Quarto site (`nbdev_docs`): saved plotly figures gain an offline text/html form (topk_sae.docsite, settings.ini
+# `procs`), tools/quarto_post.py keeps README.md as make_readme writes it and takes Quarto's CDN tags out.
+
+QUARTO_DOCS = Path(os.environ.get("QUARTO_DOCS", ROOT / "_docs"))
+FIGURE_DIV = re.compile(r'<div id="plotly-figure-\d+" class="plotly-graph-div"')
+
+
+def test_processed_notebooks_carry_offline_figures(site):
+    "Every plotly output nbdev processes for the docs (`_proc/`, which the site fixture writes) gains the light HTML."
+    from topk_sae.docsite import PLOTLY_JS, PLOTLY_MIME
+    figures = 0
+    for nb_path in sorted((ROOT / "_proc").rglob("*.ipynb")):
+        for cell in nbformat.read(nb_path, as_version=4).cells:
+            for out in cell.get("outputs", []):
+                if PLOTLY_MIME not in out.get("data", {}): continue
+                figures += 1
+                page = out["data"].get("text/html", "")
+                assert FIGURE_DIV.search(page) and PLOTLY_JS in page, f"{nb_path.name}: a figure without offline HTML"
+                srcs = re.findall(r'src\s*=\s*"([^"]*)"', page)
+                assert srcs and all(s.endswith(PLOTLY_JS) and "//" not in s for s in srcs), f"{nb_path.name}: {srcs}"
+                assert len(page) < 200_000, f"{nb_path.name}: plotly.js inlined in a figure"
+    assert figures >= 16, f"only {figures} plotly outputs in _proc/"
+    assert (ROOT / "_proc" / PLOTLY_JS).stat().st_size > 1_000_000
+
+
+def test_quarto_config_ships_plotly_and_runs_the_post_step():
+    "_quarto.yml lists the processor's plotly.js, runs tools/quarto_post.py from _proc/, and drops the web font."
+    import yaml
+
+    from topk_sae.docsite import PLOTLY_JS
+    cfg = yaml.safe_load((NBS / "_quarto.yml").read_text())
+    assert PLOTLY_JS in cfg["project"]["resources"]
+    assert (ROOT / "_proc" / cfg["project"]["post-render"]).resolve() == ROOT / "tools" / "quarto_post.py"
+    theme = cfg["format"]["html"]["theme"]
+    assert "theme.scss" in theme and "$web-font-path: false;" in (NBS / "theme.scss").read_text()
+
+
+def quarto_post():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try: return importlib.import_module("quarto_post"), importlib.import_module("make_readme")
+    finally: sys.path.pop(0)
+
+
+def test_quarto_post_puts_make_readmes_text_in_place(tmp_path):
+    "nbdev_readme's Quarto-rendered README is replaced by make_readme's before nbdev moves it over README.md."
+    post, make_readme = quarto_post()
+    assert not post.readme(tmp_path)
+    (tmp_path / "README.md").write_text("topk_sae\n========\n\nre-wrapped by pandoc\n")
+    assert post.readme(tmp_path)
+    assert (tmp_path / "README.md").read_text() == make_readme.readme_text() == (ROOT / "README.md").read_text()
+
+
+def test_quarto_post_strips_the_cdn_tags(tmp_path):
+    "The three tags Quarto 1.5 writes for 'JavaScript widgets' (src/core/jupyter/widgets.ts) go; nothing else does."
+    post, _ = quarto_post()
+    cdn = "https://cdnjs.cloudflare.com/ajax/libs"
+    head = (f'<script src="{cdn}/require.js/2.3.6/require.min.js" integrity="sha512-c3" crossorigin="anonymous">'
+            f'</script>\n<script src="{cdn}/jquery/3.5.1/jquery.min.js" integrity="sha512-bL" crossorigin="anonymous" '
+            'data-relocate-top="true"></script>\n<script type="application/javascript">'
+            "define('jquery', [],function() {return window.jQuery;})</script>\n")
+    page = tmp_path / "p.html"
+    page.write_text(f"<head>\n{head}<script src=\"site_libs/quarto.js\"></script>\n</head>")
+    assert post.strip_cdn(page) and not post.strip_cdn(page)
+    assert page.read_text() == '<head>\n<script src="site_libs/quarto.js"></script>\n</head>'
+
+
+def quarto_pages() -> list[Path]:
+    if not (QUARTO_DOCS / "index.html").exists() or not (QUARTO_DOCS / "site_libs").exists():
+        pytest.skip(f"no Quarto site in {QUARTO_DOCS}: build one with nbdev_docs (Quarto on PATH) to check it")
+    return sorted(QUARTO_DOCS.rglob("*.html"))
+
+
+def test_quarto_site_loads_nothing_from_the_network():
+    "No page of the nbdev_docs site, nor its stylesheets, names a script, stylesheet or font on another host."
+    tag = r'<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)="(?:https?:)?//'
+    external = re.compile(rf'{tag}|@import\s+url\(["\']?https?:')
+    files = quarto_pages() + sorted((QUARTO_DOCS / "site_libs").rglob("*.css"))
+    bad = [str(f.relative_to(QUARTO_DOCS)) for f in files if external.search(f.read_text(encoding="utf-8"))]
+    assert not bad, f"pages or stylesheets with a network dependency: {bad}"
+
+
+def test_quarto_site_draws_every_figure_offline(tmp_path):
+    "Each page of the nbdev_docs site with plotly outputs draws every one in Chromium, with no request off the page."
+    pages = {p: len(FIGURE_DIV.findall(p.read_text(encoding="utf-8"))) for p in quarto_pages()}
+    pages = {p: n for p, n in pages.items() if n}
+    assert sum(pages.values()) >= 16, f"only {sum(pages.values())} figures on the Quarto site"
+    for page, n in pages.items():
+        dom, requests, console = render(page, tmp_path)
+        assert requests == [], f"{page.name} requested {requests}"
+        assert "Unable to display output for mime type(s): application/vnd.plotly" not in dom
+        assert dom.count("js-plotly-plot") == n and "Uncaught" not in console, f"{page.name}: {n} figures, {console}"
+
+
+# Search in the `make docs` site: tools/build_docs.py writes search.json (and assets/search-index.js, the same index
+# as a script, which file:// pages can load); tools/docs_search.js is the box in the sidebar.
+
+
+def test_search_index_has_titles_headings_and_docstrings(site):
+    index = json.loads((site / "search.json").read_text())
+    by_url = {e["u"]: e for e in index}
+    assert by_url["metrics.html"]["k"] == "page" and by_url["metrics.html"]["t"] == "Metrics on activations"
+    assert by_url["metrics.html#fvu"]["k"] == "symbol" and "variance unexplained" in by_url["metrics.html#fvu"]["s"]
+    assert any(e["k"] == "heading" and e["u"].startswith("tutorials/") for e in index)
+    assert (site / "assets" / "search-index.js").read_text().startswith("window.SITE_SEARCH = [")
+    assert len((site / "search.json").read_bytes()) < 500_000, "the search index should stay small"
+
+
+def chrome(tmp_path):
+    "A headless Chromium driven by selenium (chromedriver from Debian's chromium-driver), with the network closed."
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is needed to type into the search box")
+    from browser import chromium
+    binary, driver = chromium(), shutil.which("chromedriver")
+    if not driver: pytest.skip("no chromedriver here: `apt-get install chromium-driver` to type into the docs")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = binary
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
+                f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,900"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=driver))
+
+
+def test_search_box_finds_a_function(site, tmp_path):
+    "Typed into the box on a tutorial page, 'fvu' lists the function's own page first; Enter opens it."
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+    d = chrome(tmp_path)
+    try:
+        d.get((site / "tutorials" / "quickstart.html").resolve().as_uri())
+        d.find_element(By.ID, "site-search").send_keys("fvu")
+        links = WebDriverWait(d, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#search-results a"))
+        first = links[0]
+        assert first.text == "fvu" and first.get_attribute("href").endswith("/metrics.html#fvu")
+        assert "variance unexplained" in d.find_element(By.CSS_SELECTOR, "#search-results li").text
+        d.find_element(By.ID, "site-search").send_keys("zzqx")
+        WebDriverWait(d, 20).until(lambda d: d.find_element(By.ID, "search-results").text == "No results")
+        box = d.find_element(By.ID, "site-search")
+        box.clear()
+        box.send_keys("fvu", Keys.ENTER)
+        WebDriverWait(d, 20).until(lambda d: d.current_url.endswith("/metrics.html#fvu"))
+        assert d.find_element(By.ID, "fvu").text == "fvu"
+        assert not [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        d.quit()

@@ -9,7 +9,9 @@ show a static note, and there is no MathJax, require.js or web font.
 
     python tools/build_docs.py [--out _site]
 
-writes `_site/`: one HTML file per notebook, `assets/`, `images/` and `pages.json` (what tests/test_docs.py opens).
+writes `_site/`: one HTML file per notebook, `assets/`, `images/`, `pages.json` (what tests/test_docs.py opens) and
+`search.json`, the search index (page titles, headings, and each documented symbol with its docstring) that the
+search box in the sidebar (tools/docs_search.js) reads, as `assets/search-index.js`, without any network.
 """
 import argparse, html, json, os, re, shutil, sys, time
 from pathlib import Path
@@ -132,6 +134,28 @@ def pandoc_id(text: str) -> str:
     return re.sub(r"^[^a-z]+", "", re.sub(r"\s+", "-", s)) or "section"
 
 
+def snippet(tag, limit: int = 120) -> str:
+    "A tag's text on one line, cut at `limit` characters."
+    text = " ".join(tag.get_text(" ", strip=True).split()) if tag else ""
+    return text if len(text) <= limit else text[:limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def search_entries(page: str, title: str, description: str, soup) -> list[dict]:
+    """A page's search entries: the page (title, description), each heading with the paragraph after it, and each
+    symbol `show_doc` documents with its docstring. Keys: t title, u url from the site root, p page, s text, k kind."""
+    entries = [{"t": title, "u": page, "p": "", "s": snippet(BeautifulSoup(inline_code(description), "html.parser")),
+                "k": "page"}]
+    for h in soup.find_all(re.compile("^h[1-4]$"), id=True):
+        doc = h.find_parent(class_="output_markdown")  # show_doc's output: the symbol's heading, signature, docstring
+        if doc: text = next((p for p in h.find_all_next("p") if p.find_parent(class_="output_markdown") is doc), None)
+        else:  # the first paragraph after the heading, if it comes before the next heading
+            text = next((p for p in h.find_all_next("p", limit=3) if not p.find(class_="source-link")), None)
+            if text and text.find_previous(re.compile("^h[1-6]$")) is not h: text = None
+        entries.append({"t": h.get_text(" ", strip=True), "u": f"{page}#{h['id']}", "p": title, "s": snippet(text),
+                        "k": "symbol" if doc else "heading"})
+    return entries
+
+
 class Site:
     def __init__(self, out: Path):
         self.out, self.url = out, site_url()
@@ -186,7 +210,12 @@ class Site:
             links = "".join(f'<li><a href="{self.rel(page, self.pages[r][0])}"{ACTIVE if self.pages[r][0] == page else ""}>'
                             f'{html.escape(self.pages[r][1].get("title", r))}</a></li>' for r in rels)
             items.append(f'<li class="section"><span>{html.escape(title)}</span><ul>{links}</ul></li>')
-        return f'<nav class="sidebar"><a class="site-title" href="{self.rel(page, "index.html")}">topk_sae</a><ul>{"".join(items)}</ul></nav>'
+        root = "" if "/" not in page else os.path.relpath(".", str(Path(page).parent)) + "/"
+        search = (f'<div class="search"><input type="search" id="site-search" data-root="{root}" autocomplete="off" '
+                  'placeholder="Search the docs" aria-label="Search the docs">'
+                  '<ul id="search-results" hidden></ul></div>')
+        return (f'<nav class="sidebar"><a class="site-title" href="{self.rel(page, "index.html")}">topk_sae</a>{search}'
+                f'<ul>{"".join(items)}</ul></nav>')
 
     def write(self, rel_nb: str, soup) -> dict:
         page, fm, _ = self.pages[rel_nb]
@@ -200,6 +229,7 @@ class Site:
 <title>{html.escape(title)} – topk_sae</title>
 <link rel="stylesheet" href="{assets}/site.css"><link rel="stylesheet" href="{assets}/pygments.css"><link rel="stylesheet" href="{assets}/styles.css">
 {f'<script src="{assets}/plotly.min.js"></script>' if has_plotly else ''}
+<script src="{assets}/search.js" defer></script>
 </head><body>
 {self.nav(page)}
 <main class="content"><header><h1 class="title">{html.escape(title)}</h1>
@@ -217,6 +247,7 @@ class Site:
         a = self.out / "assets"
         a.mkdir(parents=True, exist_ok=True)
         shutil.copy(Path(__file__).with_name("docs_site.css"), a / "site.css")
+        shutil.copy(Path(__file__).with_name("docs_search.js"), a / "search.js")
         shutil.copy(NBS / "styles.css", a / "styles.css")
         (a / "pygments.css").write_text(HtmlFormatter(style="default").get_style_defs(".highlight"))
         import plotly
@@ -242,6 +273,11 @@ def main(argv=None):
     site.assets()
     soups = {rel: site.convert(rel) for rel in site.pages}
     site.ids = {site.pages[rel][0]: {t["id"] for t in soup.find_all(id=True)} for rel, soup in soups.items()}
+    index = [e for rel, soup in soups.items()
+             for e in search_entries(site.pages[rel][0], site.pages[rel][1].get("title", Path(rel).stem),
+                                     site.pages[rel][1].get("description", ""), soup)]
+    (out / "search.json").write_text(json.dumps(index, ensure_ascii=False, separators=(",", ":")))
+    (out / "assets" / "search-index.js").write_text(f"window.SITE_SEARCH = {json.dumps(index, ensure_ascii=False)};\n")
     pages = [site.write(rel, soup) for rel, soup in soups.items()]
     (out / "pages.json").write_text(json.dumps({"sections": [[t, [site.pages[r][0] for r in rels]] for t, rels in site.sections],
                                                 "pages": pages}, indent=1))

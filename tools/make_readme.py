@@ -2,7 +2,9 @@
 
 Markdown cells are copied; code cells become fenced Python with nbdev directives removed (`#| hide`
 cells are skipped); stored text outputs follow their cell. Deterministic: the same notebook always
-gives the same README, so CI can check that README.md is up to date.
+gives the same README, so CI can check that README.md is up to date. Where Quarto is installed, `nbdev_docs` and
+`nbdev_readme` render README.md with Quarto's gfm writer; tools/quarto_post.py (the Quarto project's post-render step)
+puts this script's text in its place, so the README is the same whichever wrote it.
 """
 import json
 from pathlib import Path
@@ -27,11 +29,16 @@ def cell_markdown(cell: dict) -> str:
     return "\n\n".join(out)
 
 
-def main() -> None:
-    nb = json.loads((ROOT / "nbs" / "index.ipynb").read_text(encoding="utf-8"))
+def readme_text(index: Path = ROOT / "nbs" / "index.ipynb") -> str:
+    "The README for the notebook `index`."
+    nb = json.loads(index.read_text(encoding="utf-8"))
     body = "\n\n".join(md for md in map(cell_markdown, nb["cells"]) if md)
     header = "<!-- Generated from nbs/index.ipynb by tools/make_readme.py (make export). Do not edit. -->\n\n"
-    (ROOT / "README.md").write_text(header + body + "\n", encoding="utf-8")
+    return header + body + "\n"
+
+
+def main(out: Path = ROOT / "README.md") -> None:
+    out.write_text(readme_text(), encoding="utf-8")
 
 
 if __name__ == "__main__":
