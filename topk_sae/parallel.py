@@ -4,15 +4,17 @@
 
 # %% auto #0
 __all__ = ['SHARDED', 'ShardedTopKSAE', 'shard_state', 'shard_sae', 'reconstruct', 'local_part', 'sharded_topk_loss',
-           'reduce_gradients_', 'shard_for_training', 'shard_of', 'meta_like', 'gather_state', 'load_shard']
+           'reduce_gradients_', 'shard_for_training', 'shard_of', 'meta_like', 'gather_state', 'load_shard',
+           'owns', 'decoder_rows', 'gather_latents', 'gather_objects']
 
 # %% ../nbs/04c_parallel.ipynb #5b1ca0d7
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float
+from jaxtyping import Bool, Float, Int
 from safetensors import safe_open
 from torch import Tensor
 
@@ -217,3 +219,32 @@ def load_shard(path: str | Path, shard: Shard, device: str | torch.device | None
             else: state[name] = f.get_tensor(name)
     sae.load_state_dict(state, assign=True)
     return sae.to(get_device(device))
+
+# %% ../nbs/04c_parallel.ipynb #3e7a0c02
+def owns(sae: SparseAutoencoder, idx: Int[Tensor, "*shape"]) -> Bool[Tensor, "*shape"]:
+    "Which of the global latents `idx` this process's shard holds (all of them for a whole SAE)."
+    if (s := shard_of(sae)) is None: return torch.ones_like(idx, dtype=torch.bool)
+    return (idx >= s.offset) & (idx < s.offset + s.n_local)
+
+@torch.no_grad()
+def decoder_rows(sae: SparseAutoencoder, idx: Int[Tensor, "*shape"]) -> Float[Tensor, "*shape d_model"]:
+    "`sae.W_dec[idx]` for global latent indices; each shard of a sharded SAE fills its own rows (collective)."
+    if (s := shard_of(sae)) is None: return sae.W_dec[idx]
+    mine = owns(sae, idx)
+    rows = sae.W_dec[torch.where(mine, idx - s.offset, 0)] * mine[..., None].to(sae.W_dec.dtype)
+    return dist.sum_over_shards(rows, s.tp_group)
+
+# %% ../nbs/04c_parallel.ipynb #3e7a0c06
+def gather_latents(sae: SparseAutoencoder, values: Float[Tensor, "*batch n_local"]) -> Float[Tensor, "*batch n"]:
+    "Each shard's per-latent `values` joined in latent order on every shard (collective); as is for a whole SAE."
+    if (s := shard_of(sae)) is None or dist.group_size(s.tp_group) == 1: return values
+    parts = [torch.empty_like(values) for _ in range(s.size)]
+    torch.distributed.all_gather(parts, values.contiguous(), group=s.tp_group)
+    return torch.cat(parts, -1)
+
+def gather_objects(sae: SparseAutoencoder, obj: Any) -> list:
+    "Every shard's (picklable) `obj`, in shard order, on every shard (collective); `[obj]` for a whole SAE."
+    if (s := shard_of(sae)) is None or dist.group_size(s.tp_group) == 1: return [obj]
+    out = [None] * s.size
+    torch.distributed.all_gather_object(out, obj, group=s.tp_group)
+    return out
