@@ -190,4 +190,7 @@ def test_evaluating_a_sharded_sae_matches_the_whole_one(tmp_path, tiny_sae):
     diffs = _diffs(sharded, whole)
     print(json.dumps(diffs, indent=1))  # the equality figures (pytest -s shows them)
     assert set(report.to_json()["values"]) <= {k.removeprefix("report.values.") for k in diffs}
-    assert max(diffs.values()) <= EVAL_TOL, {k: v for k, v in diffs.items() if v > EVAL_TOL}
+    d = report.downstream  # a loss-recovered fraction divides a CE difference by a CE gap (0.003 nats to zero ablation)
+    gaps = {"ce_recovered": d.ce_zero - d.ce_clean, "ce_recovered_vs_mean": d.ce_mean - d.ce_clean}
+    tol = {k: EVAL_TOL / min(1.0, abs(gaps.get(k.split(".")[-1], 1.0))) for k in diffs}
+    assert all(x <= tol[k] for k, x in diffs.items()), {k: (x, tol[k]) for k, x in diffs.items() if x > tol[k]}

@@ -9,6 +9,7 @@ __all__ = ['SHARDED', 'ShardedTopKSAE', 'shard_state', 'shard_sae', 'reconstruct
 
 # %% ../nbs/04c_parallel.ipynb #5b1ca0d7
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from safetensors import safe_open
 from torch import Tensor
 
 from . import distributed as dist
+from . import model
 from .core import get_device, load_json
 from .distributed import Shard
 from .kernels import decode_for_training, encode_shard
@@ -248,3 +250,19 @@ def gather_objects(sae: SparseAutoencoder, obj: Any) -> list:
     out = [None] * s.size
     torch.distributed.all_gather_object(out, obj, group=s.tp_group)
     return out
+
+# %% ../nbs/04c_parallel.ipynb #3e7a0c09
+def _splice_hooks(self: ShardedTopKSAE, hook: str, error_term: bool = False,
+                  edit: Callable[[Tensor], Tensor] | None = None) -> list[tuple[str, Callable]]:
+    "The hook `splice` puts at `hook`: positions 1 on replaced by the reconstruction (or the `edit`ed one)."
+    def write(act: Tensor, hook: object) -> Tensor:
+        x = act[:, 1:].to(self.W_dec.dtype)
+        x_n, stats = self.normalize(self._check_input(x))
+        top = self.encode_topk(x_n)
+        x_hat = self.denormalize(self.decode_sparse(top), stats).reshape(x.shape)
+        new = x_hat if edit is None else self.decode(edit(model.to_dense(top, self.cfg.n_latents)), stats=stats)
+        if error_term: new = new.reshape(x.shape) + (x - x_hat)
+        return torch.cat([act[:, :1], new.reshape(x.shape).to(act.dtype)], dim=1)
+    return [(hook, write)]
+
+ShardedTopKSAE.splice_hooks = _splice_hooks
