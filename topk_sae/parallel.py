@@ -84,12 +84,16 @@ def local_part(top: TopKOut, shard: Shard) -> TopKOut:
     mine = (local >= 0) & (local < shard.n_local)
     return TopKOut(top.acts * mine, torch.where(mine, local, 0))
 
+def _local_pre_acts(self: ShardedTopKSAE, x_n: Float[Tensor, "tok d_model"]) -> Float[Tensor, "tok n_local"]:
+    "This shard's pre-activations `(x_n - b_dec) W_enc + b_enc`: its own `n_local` columns."
+    return SparseAutoencoder.pre_acts(self, x_n)
+
 @torch.no_grad()
 def _encode_topk(self: ShardedTopKSAE, x_n: Float[Tensor, "tok d_model"], k: int | None = None) -> TopKOut:
     "The whole TopK code (global indices), the same on every shard."
     k = self.cfg.k if k is None else k
     if not 1 <= k <= self.cfg.n_latents: raise ValueError(f"k={k} is out of range: use 1 <= k <= n_latents")
-    v, i = self.pre_acts(x_n).topk(min(k, self.shard.n_local), dim=-1, sorted=False)
+    v, i = self.local_pre_acts(x_n).topk(min(k, self.shard.n_local), dim=-1, sorted=False)
     v, i, _ = dist.merge_topk(*dist.gather_candidates(v, i + self.shard.offset, self.shard.tp_group), k, sort=True)
     return TopKOut(v.relu(), i)
 
@@ -108,7 +112,8 @@ def _decode(self: ShardedTopKSAE, z: Float[Tensor, "*batch n_latents"],
     x_n_hat = dist.sum_over_shards(mine @ self.W_dec, s.tp_group) + self.b_dec
     return self.to_model_space(x_n_hat, z.shape[:-1], x, stats)
 
-ShardedTopKSAE.encode_topk, ShardedTopKSAE.decode_sparse, ShardedTopKSAE.decode = _encode_topk, _decode_sparse, _decode
+ShardedTopKSAE.local_pre_acts, ShardedTopKSAE.encode_topk = _local_pre_acts, _encode_topk
+ShardedTopKSAE.decode_sparse, ShardedTopKSAE.decode = _decode_sparse, _decode
 
 # %% ../nbs/04c_parallel.ipynb #55ee2e5b
 def sharded_topk_loss(sae: ShardedTopKSAE, x_n: Float[Tensor, "tok d_model"], inputs: LossInputs) -> StepOut:
@@ -250,6 +255,12 @@ def gather_objects(sae: SparseAutoencoder, obj: Any) -> list:
     out = [None] * s.size
     torch.distributed.all_gather_object(out, obj, group=s.tp_group)
     return out
+
+def _pre_acts(self: ShardedTopKSAE, x_n: Float[Tensor, "tok d_model"]) -> Float[Tensor, "tok n_latents"]:
+    "All `n_latents` pre-activations, as a whole SAE's (collective, no gradient); `local_pre_acts`: this shard's."
+    return gather_latents(self, self.local_pre_acts(x_n))
+
+ShardedTopKSAE.pre_acts = _pre_acts
 
 # %% ../nbs/04c_parallel.ipynb #3e7a0c09
 def _splice_hooks(self: ShardedTopKSAE, hook: str, error_term: bool = False,
