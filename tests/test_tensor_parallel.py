@@ -1,6 +1,7 @@
 """Tensor parallelism on the CPU with gloo: 2 and 4 processes (tensor parallel 2, 4, and 2 x 2 with data
 parallelism) train 24 steps with AuxK and Multi-TopK to the weights of one process, save one whole SAE,
-and resume after a kill; bad layouts are refused before any work."""
+and resume after a kill; bad layouts are refused before any work; 2 shards evaluate (every part of
+`evaluate`) and open latents (`LatentIndex`, `latent_data`) to one process's numbers."""
 import contextlib
 import json
 import math
