@@ -1,8 +1,10 @@
 """Tensor parallelism on the CPU with gloo: 2 and 4 processes (tensor parallel 2, 4, and 2 x 2 with data
 parallelism) train 24 steps with AuxK and Multi-TopK to the weights of one process, save one whole SAE,
-and resume after a kill; bad layouts are refused before any work."""
+and resume after a kill; bad layouts are refused before any work; 2 shards evaluate (every part of
+`evaluate`) and open latents (`LatentIndex`, `latent_data`) to one process's numbers."""
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from topk_sae import distributed, parallel
 from topk_sae import train as T
@@ -23,6 +25,7 @@ WORKER = Path(__file__).parent / "workers" / "tp_worker.py"
 sys.path.insert(0, str(WORKER.parent))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TOL = 1e-5  # max abs difference from one process
+EVAL_TOL = 1e-5  # max abs difference of any number of an evaluation from one process's
 
 
 def torchrun(nproc: int, *args: str) -> list[str]:
@@ -147,3 +150,48 @@ def test_a_saved_sae_scatters_into_shards(tmp_path):
     assert all(torch.equal(p.b_dec, whole.b_dec) for p in parts)
     with pytest.raises(ValueError, match="the shard covers 64 latents but the config has 96"):
         parallel.load_shard(tmp_path, Shard(rank=0, size=2, n_local=32))
+
+
+def _diffs(a, b, where: str = "") -> dict[str, float]:
+    "Max |a - b| over the numbers of two JSON values of one shape, by path (NaN matches NaN); anything else equal."
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        return {k: v for key in a for k, v in _diffs(a[key], b[key], f"{where}.{key}".strip(".")).items()}
+    if isinstance(a, list):
+        assert len(a) == len(b), where
+        out: dict[str, float] = {}
+        for x, y in zip(a, b):
+            for k, v in _diffs(x, y, where).items(): out[k] = max(out.get(k, 0.0), v)
+        return out
+    if isinstance(a, (int, float)) and not isinstance(a, bool):
+        assert isinstance(b, (int, float)), (where, a, b)
+        return {where: 0.0 if math.isnan(a) and math.isnan(b) else abs(a - b)}
+    assert a == b, (where, a, b)
+    return {}
+
+
+@pytest.mark.slow
+def test_evaluating_a_sharded_sae_matches_the_whole_one(tmp_path, tiny_sae):
+    "Every part of `evaluate` and the latent inspector's data, on 2 gloo shards, equal one process's."
+    import tp_worker
+
+    from topk_sae.evaluate import EvalConfig, evaluate
+    out, held = tmp_path / "out", tiny_sae.contexts[300:360]
+    out.mkdir()
+    tiny_sae.sae.save(tmp_path / "sae")
+    save_file({"tokens": held.contiguous()}, out / "tokens.safetensors")
+    r = subprocess.run(torchrun(2, str(out), "--tp", "2", "--eval", str(tmp_path / "sae")), env=ENV,
+                       capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    sharded = json.loads((out / "eval.json").read_text())
+    report = evaluate(tiny_sae.model, tiny_sae.sae, tp_worker.EVAL_HOOK, held, EvalConfig.tiny())
+    whole = {"report": json.loads(json.dumps(report.to_json())), "density": report.activations.density.tolist(),
+             "latents": json.loads(json.dumps(tp_worker.inspect(tiny_sae.sae, tiny_sae.model, held)))}
+    for got in (sharded, whole): got["report"].pop("seconds")
+    diffs = _diffs(sharded, whole)
+    print(json.dumps(diffs, indent=1))  # the equality figures (pytest -s shows them)
+    assert set(report.to_json()["values"]) <= {k.removeprefix("report.values.") for k in diffs}
+    d = report.downstream  # a loss-recovered fraction divides a CE difference by a CE gap (0.003 nats to zero ablation)
+    gaps = {"ce_recovered": d.ce_zero - d.ce_clean, "ce_recovered_vs_mean": d.ce_mean - d.ce_clean}
+    tol = {k: EVAL_TOL / min(1.0, abs(gaps.get(k.split(".")[-1], 1.0))) for k in diffs}
+    assert all(x <= tol[k] for k, x in diffs.items()), {k: (x, tol[k]) for k, x in diffs.items() if x > tol[k]}

@@ -19,6 +19,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from . import parallel
 from .core import progress as progress_bar
 from .lm import check_hook
 from .model import SparseAutoencoder
@@ -66,13 +67,13 @@ class Ablations(NamedTuple):
 # %% ../nbs/07_ablation.ipynb #072d12cd
 @torch.no_grad()
 def latent_ablations(sae: SparseAutoencoder, x: Float[Tensor, " d_model"]) -> Ablations:
-    "One ablation per latent active on the raw activation `x`: `z_i W_dec[i]`, mapped to model space."
+    "One ablation per latent active on the raw activation `x`: `z_i W_dec[i]` in model space (collective if sharded)."
     x_n, stats = sae.normalize(sae._check_input(x[None]))
     top = sae.encode_topk(x_n)
     keep = top.acts[0] > 0
     idx, order = top.idx[0][keep].sort()
     z = top.acts[0][keep][order]
-    return Ablations(z[:, None] * sae.W_dec[idx] * stats.scale.reshape(-1)[0], idx, z)
+    return Ablations(z[:, None] * parallel.decoder_rows(sae, idx) * stats.scale.reshape(-1)[0], idx, z)
 
 # %% ../nbs/07_ablation.ipynb #2cd85800
 def channel_ablations(x: Float[Tensor, " d_model"], channels: Int[Tensor, " abl"]) -> Ablations:
@@ -142,19 +143,27 @@ def _effect_stats(engine: TailEngine | HookedEngine, t: int, T: int, deltas: Ten
     parts = [stats(engine.effects(t, T, d)) for d in deltas.split(chunk)]
     return EffectStats(*(torch.cat([getattr(p, f) for p in parts]).cpu() for f in EffectStats._fields))
 
-def _rows(c: int, t: int, abl: Ablations, st: EffectStats, id_name: str, value_name: str) -> list[dict]:
+def _rows(c: int, t: int, abl: Ablations, st: EffectStats, id_name: str, value_name: str, seq: int) -> list[dict]:
     per = zip(abl.ids.tolist(), abl.values.tolist(), st.sparsity.tolist(), st.share_at_t.tolist())
     return [{"context": c, "position": t, id_name: int(i), value_name: float(v), "sparsity": float(s),
-             "share_at_t": float(h)} for i, v, s, h in per]
+             "share_at_t": float(h), "seq": seq} for i, v, s, h in per]
 
 def _ablate_position(engine: TailEngine | HookedEngine, sae: SparseAutoencoder, c: int, t: int, T: int,
-                     channels: Tensor, chunk: int) -> tuple[list[dict], list[dict]]:
-    "Rows for every latent active at (c, t) and for the given channels, from one batch of ablations."
+                     channels: Tensor, chunk: int, seq: int) -> tuple[list[dict], list[dict]]:
+    "Rows for the latents active at (c, t) and the given channels; a shard runs its own latents (rank 0: channels)."
     x = engine.hidden[t]
     lat, chan = latent_ablations(sae, x), channel_ablations(x, channels.to(x.device))
+    lat = Ablations(*(v[parallel.owns(sae, lat.ids)] for v in lat))
+    if (s := parallel.shard_of(sae)) is not None and s.rank > 0: chan = Ablations(*(v[:0] for v in chan))
     st, n = _effect_stats(engine, t, T, torch.cat([lat.deltas, chan.deltas]), chunk), len(lat.ids)
-    return (_rows(c, t, lat, EffectStats(st.sparsity[:n], st.share_at_t[:n]), "latent", "activation"),
-            _rows(c, t, chan, EffectStats(st.sparsity[n:], st.share_at_t[n:]), "channel", "value"))
+    return (_rows(c, t, lat, EffectStats(st.sparsity[:n], st.share_at_t[:n]), "latent", "activation", seq),
+            _rows(c, t, chan, EffectStats(st.sparsity[n:], st.share_at_t[n:]), "channel", "value", seq))
+
+def _join_shards(sae: SparseAutoencoder, lat: list[dict], chan: list[dict]) -> tuple[list[dict], list[dict]]:
+    "Every shard's rows, in the order one process makes them: by position (`seq`), then latent (collective)."
+    parts = parallel.gather_objects(sae, (lat, chan))
+    lat = sorted((r for p, _ in parts for r in p), key=lambda r: (r["seq"], r["latent"]))
+    return lat, [r for _, p in parts for r in p]
 
 # %% ../nbs/07_ablation.ipynb #e2767f54
 _LATENT_COLS = ["context", "position", "latent", "activation", "sparsity", "share_at_t"]
@@ -183,7 +192,7 @@ def ablation_sparsity(
     positions = sorted(map(tuple, positions))
     _check_positions(positions, n_ctx, ctx_len, T)
     g, n_channels = torch.Generator().manual_seed(seed + 1), n_channels or sae.cfg.k
-    latent_rows, channel_rows, no_active = [], [], 0
+    latent_rows, channel_rows, seq = [], [], 0
     engine_method = method  # after the first KV check: "kv" if the KV path held there, else "prefix"
     contexts = sorted({c for c, _ in positions})
     for i, c in enumerate(progress_bar(contexts, desc="ablation sparsity", enabled=progress, unit="context")):
@@ -195,8 +204,10 @@ def ablation_sparsity(
         if i == 0 and engine.method == "kv": engine_method = "kv" if engine.check_kv(ts[0], T) else "prefix"
         for t in ts:
             channels = torch.randperm(width, generator=g)[:n_channels]
-            lat, chan = _ablate_position(engine, sae, c, t, T, channels, chunk)
-            latent_rows, channel_rows, no_active = latent_rows + lat, channel_rows + chan, no_active + (not lat)
+            lat, chan = _ablate_position(engine, sae, c, t, T, channels, chunk, seq)
+            latent_rows, channel_rows, seq = latent_rows + lat, channel_rows + chan, seq + 1
+    latent_rows, channel_rows = _join_shards(sae, latent_rows, channel_rows)
+    no_active = len(positions) - len({r["seq"] for r in latent_rows})
     lat_df, chan_df = pd.DataFrame(latent_rows, columns=_LATENT_COLS), pd.DataFrame(channel_rows, columns=_CHANNEL_COLS)
     skipped = {"no_active_latent": no_active, "latent_no_effect": int(lat_df.sparsity.isna().sum()),
                "channel_no_effect": int(chan_df.sparsity.isna().sum())}

@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['KernelPath', 'WORKSPACE', 'Impl', 'kernel_path', 'Workspace', 'release_grads_', 'scatter_outer',
            'scatter_outer_bag', 'fired_mask', 'select_codes', 'running_topk', 'select_codes_chunked',
-           'TopKEncoder', 'TrainCodes', 'encode_for_training', 'ShardCodes', 'ShardedTopKEncoder',
-           'encode_shard', 'gather_dot', 'SparseDecode', 'decode_for_training']
+           'pre_acts_buffer', 'TopKEncoder', 'TrainCodes', 'encode_for_training', 'ShardCodes',
+           'ShardedTopKEncoder', 'encode_shard', 'gather_dot', 'SparseDecode', 'decode_for_training']
 
 # %% ../nbs/01a_kernels.ipynb #bfae55ec
 import os
@@ -149,6 +149,14 @@ def select_codes_chunked(x: Tensor, W: Tensor, bias: Tensor, k: int, sort: bool,
     if width == 0: return top_v, top_i, *empty
     return (top_v, top_i, *running_topk(tiles(dead), width))
 
+# %% ../nbs/01a_kernels.ipynb #7d0e5a11
+def pre_acts_buffer(x: Float[Tensor, "tok d"], W: Float[Tensor, "d n"],
+                    bias: Float[Tensor, " n"]) -> tuple[Tensor, bool]:
+    "`x W + bias`, in a `WORKSPACE` buffer on the CPU path (True: give it back once read), else in a new tensor."
+    reuse = kernel_path(x.device) == "cpu" and not torch.is_autocast_enabled("cpu")  # autocast skips `out=`
+    buf = WORKSPACE.take((len(x), W.shape[1]), torch.result_type(x, W), x.device) if reuse else None
+    return torch.addmm(bias, x, W, out=buf), reuse
+
 # %% ../nbs/01a_kernels.ipynb #e1c8bbf6
 class TopKEncoder(torch.autograd.Function):
     "`select_codes((x - b_dec) W + b_enc, ...)` with a backward pass that touches only the selected latents."
@@ -159,9 +167,7 @@ class TopKEncoder(torch.autograd.Function):
             top_v, top_i, aux_v, aux_i = select_codes_chunked(x, W, b_enc - b_dec @ W, k, sort, candidates, k_aux,
                                                               k_fire, chunk)
         else:
-            reuse = kernel_path(x.device) == "cpu" and not torch.is_autocast_enabled("cpu")  # autocast skips `out=`
-            buf = WORKSPACE.take((len(x), W.shape[1]), torch.result_type(x, W), x.device) if reuse else None
-            pre = torch.addmm(b_enc - b_dec @ W, x, W, out=buf)
+            pre, reuse = pre_acts_buffer(x, W, b_enc - b_dec @ W)
             top_v, top_i, aux_v, aux_i = select_codes(pre, k, sort, candidates, k_aux, k_fire, inplace=True)
             if reuse: WORKSPACE.give(pre)  # nothing refers to it now: the codes are copies
         ctx.save_for_backward(x, W, b_dec, top_i, aux_i, torch.isfinite(aux_v))
@@ -247,7 +253,7 @@ class ShardedTopKEncoder(torch.autograd.Function):
             for j in range(0, n, chunk):
                 t = torch.addmm(bias[j:j + chunk], x, W[:, j:j + chunk])
                 yield j, t if mask is None else t.masked_fill_(~mask[j:j + chunk], float("-inf"))
-        pre = None if chunk and chunk < n else torch.addmm(bias, x, W)
+        pre, reuse = (None, False) if chunk and chunk < n else pre_acts_buffer(x, W, bias)
         v, i = _shard_topk(pre, tiles, min(k, n))
         top_v, top_i, pos = dist.merge_topk(*dist.gather_candidates(v, i + shard.offset, group), k, sort)
         av, ai, apos = v.new_zeros(len(x), 0), i.new_zeros(len(x), 0), i.new_zeros(len(x), 0)
@@ -263,6 +269,7 @@ class ShardedTopKEncoder(torch.autograd.Function):
             if width:
                 av, ai = _shard_topk(pre, tiles, min(width, n), dead)
                 aux_v, aux_i, apos = dist.merge_topk(*dist.gather_candidates(av, ai + shard.offset, group), width)
+        if reuse: WORKSPACE.give(pre)  # the candidates are copies: the next step writes into this buffer
         ctx.save_for_backward(x, W, b_dec, i, ai, torch.isfinite(av))
         ctx.mark_non_differentiable(i, pos, top_v, top_i, ai, apos, aux_v, aux_i)
         return v, i, pos, top_v, top_i, av, ai, apos, aux_v, aux_i

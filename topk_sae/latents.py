@@ -15,6 +15,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from . import parallel
 from .ablation import AblationSparsity, latent_ablations
 from .activations import harvest, run_to_hook
 from .data import row_position, scored_per_context, scored_rows
@@ -143,7 +144,8 @@ def _snippet(index: LatentIndex, z: Tensor, row: int, left: int = 12, right: int
 def logit_effects(index: LatentIndex, latent: int, n: int = 10) -> tuple[list, list]:
     "The `n` tokens the latent's decoder direction promotes most, and the `n` it suppresses most."
     if index.W_U is None: return [], []
-    effect = (index.sae.W_dec[latent].to(index.W_U.dtype) @ index.W_U.to(index.sae.device)).cpu()
+    row = parallel.decoder_rows(index.sae, torch.tensor(latent, device=index.sae.device))
+    effect = (row.to(index.W_U.dtype) @ index.W_U.to(index.sae.device)).cpu()
     up, down = effect.topk(n), (-effect).topk(n)
     return ([(index.text(int(i)), float(v)) for v, i in zip(up.values, up.indices)],
             [(index.text(int(i)), -float(v)) for v, i in zip(down.values, down.indices)])
@@ -151,7 +153,8 @@ def logit_effects(index: LatentIndex, latent: int, n: int = 10) -> tuple[list, l
 @torch.no_grad()
 def neighbors(sae: SparseAutoencoder, latent: int, n: int = 8) -> list[tuple[int, float]]:
     "The `n` latents whose decoder rows are most similar (cosine) to `latent`'s."
-    cos = (sae.W_dec @ sae.W_dec[latent]).cpu()
+    row = parallel.decoder_rows(sae, torch.tensor(latent, device=sae.device))
+    cos = parallel.gather_latents(sae, sae.W_dec @ row).cpu()
     cos[latent] = -2
     top = cos.topk(min(n, len(cos) - 1))
     return [(int(i), float(v)) for v, i in zip(top.values, top.indices)]

@@ -16,6 +16,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from . import parallel
 from .model import SparseAutoencoder
 
 # %% ../nbs/08_metrics.ipynb #259731c4
@@ -154,7 +155,7 @@ def shrinkage(sae: SparseAutoencoder, acts: Float[Tensor, "tok d_model"], n_iter
     x_n, _ = sae.normalize(sae._check_input(acts.to(sae.device)))
     top = sae.encode_topk(x_n)
     mask = (top.acts > 0).to(x_n.dtype)
-    W_S = sae.W_dec[top.idx] * mask[..., None]
+    W_S = parallel.decoder_rows(sae, top.idx) * mask[..., None]
     G = W_S @ W_S.transpose(1, 2) + torch.diag_embed(1 - mask)
     a = nnls_batched(G, torch.einsum("bkd,bd->bk", W_S, x_n - sae.b_dec), top.acts, n_iter) * mask
     keep = top.acts.sum(1) > 0

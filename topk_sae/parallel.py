@@ -4,19 +4,23 @@
 
 # %% auto #0
 __all__ = ['SHARDED', 'ShardedTopKSAE', 'shard_state', 'shard_sae', 'reconstruct', 'local_part', 'sharded_topk_loss',
-           'reduce_gradients_', 'shard_for_training', 'shard_of', 'meta_like', 'gather_state', 'load_shard']
+           'reduce_gradients_', 'shard_for_training', 'shard_of', 'meta_like', 'gather_state', 'load_shard',
+           'owns', 'decoder_rows', 'gather_latents', 'gather_objects']
 
 # %% ../nbs/04c_parallel.ipynb #5b1ca0d7
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float
+from jaxtyping import Bool, Float, Int
 from safetensors import safe_open
 from torch import Tensor
 
 from . import distributed as dist
+from . import model
 from .core import get_device, load_json
 from .distributed import Shard
 from .kernels import decode_for_training, encode_shard
@@ -80,12 +84,16 @@ def local_part(top: TopKOut, shard: Shard) -> TopKOut:
     mine = (local >= 0) & (local < shard.n_local)
     return TopKOut(top.acts * mine, torch.where(mine, local, 0))
 
+def _local_pre_acts(self: ShardedTopKSAE, x_n: Float[Tensor, "tok d_model"]) -> Float[Tensor, "tok n_local"]:
+    "This shard's pre-activations `(x_n - b_dec) W_enc + b_enc`: its own `n_local` columns."
+    return SparseAutoencoder.pre_acts(self, x_n)
+
 @torch.no_grad()
 def _encode_topk(self: ShardedTopKSAE, x_n: Float[Tensor, "tok d_model"], k: int | None = None) -> TopKOut:
     "The whole TopK code (global indices), the same on every shard."
     k = self.cfg.k if k is None else k
     if not 1 <= k <= self.cfg.n_latents: raise ValueError(f"k={k} is out of range: use 1 <= k <= n_latents")
-    v, i = self.pre_acts(x_n).topk(min(k, self.shard.n_local), dim=-1, sorted=False)
+    v, i = self.local_pre_acts(x_n).topk(min(k, self.shard.n_local), dim=-1, sorted=False)
     v, i, _ = dist.merge_topk(*dist.gather_candidates(v, i + self.shard.offset, self.shard.tp_group), k, sort=True)
     return TopKOut(v.relu(), i)
 
@@ -104,7 +112,8 @@ def _decode(self: ShardedTopKSAE, z: Float[Tensor, "*batch n_latents"],
     x_n_hat = dist.sum_over_shards(mine @ self.W_dec, s.tp_group) + self.b_dec
     return self.to_model_space(x_n_hat, z.shape[:-1], x, stats)
 
-ShardedTopKSAE.encode_topk, ShardedTopKSAE.decode_sparse, ShardedTopKSAE.decode = _encode_topk, _decode_sparse, _decode
+ShardedTopKSAE.local_pre_acts, ShardedTopKSAE.encode_topk = _local_pre_acts, _encode_topk
+ShardedTopKSAE.decode_sparse, ShardedTopKSAE.decode = _decode_sparse, _decode
 
 # %% ../nbs/04c_parallel.ipynb #55ee2e5b
 def sharded_topk_loss(sae: ShardedTopKSAE, x_n: Float[Tensor, "tok d_model"], inputs: LossInputs) -> StepOut:
@@ -217,3 +226,54 @@ def load_shard(path: str | Path, shard: Shard, device: str | torch.device | None
             else: state[name] = f.get_tensor(name)
     sae.load_state_dict(state, assign=True)
     return sae.to(get_device(device))
+
+# %% ../nbs/04c_parallel.ipynb #3e7a0c02
+def owns(sae: SparseAutoencoder, idx: Int[Tensor, "*shape"]) -> Bool[Tensor, "*shape"]:
+    "Which of the global latents `idx` this process's shard holds (all of them for a whole SAE)."
+    if (s := shard_of(sae)) is None: return torch.ones_like(idx, dtype=torch.bool)
+    return (idx >= s.offset) & (idx < s.offset + s.n_local)
+
+@torch.no_grad()
+def decoder_rows(sae: SparseAutoencoder, idx: Int[Tensor, "*shape"]) -> Float[Tensor, "*shape d_model"]:
+    "`sae.W_dec[idx]` for global latent indices; each shard of a sharded SAE fills its own rows (collective)."
+    if (s := shard_of(sae)) is None: return sae.W_dec[idx]
+    mine = owns(sae, idx)
+    rows = sae.W_dec[torch.where(mine, idx - s.offset, 0)] * mine[..., None].to(sae.W_dec.dtype)
+    return dist.sum_over_shards(rows, s.tp_group)
+
+# %% ../nbs/04c_parallel.ipynb #3e7a0c06
+def gather_latents(sae: SparseAutoencoder, values: Float[Tensor, "*batch n_local"]) -> Float[Tensor, "*batch n"]:
+    "Each shard's per-latent `values` joined in latent order on every shard (collective); as is for a whole SAE."
+    if (s := shard_of(sae)) is None or dist.group_size(s.tp_group) == 1: return values
+    parts = [torch.empty_like(values) for _ in range(s.size)]
+    torch.distributed.all_gather(parts, values.contiguous(), group=s.tp_group)
+    return torch.cat(parts, -1)
+
+def gather_objects(sae: SparseAutoencoder, obj: Any) -> list:
+    "Every shard's (picklable) `obj`, in shard order, on every shard (collective); `[obj]` for a whole SAE."
+    if (s := shard_of(sae)) is None or dist.group_size(s.tp_group) == 1: return [obj]
+    out = [None] * s.size
+    torch.distributed.all_gather_object(out, obj, group=s.tp_group)
+    return out
+
+def _pre_acts(self: ShardedTopKSAE, x_n: Float[Tensor, "tok d_model"]) -> Float[Tensor, "tok n_latents"]:
+    "All `n_latents` pre-activations, as a whole SAE's (collective, no gradient); `local_pre_acts`: this shard's."
+    return gather_latents(self, self.local_pre_acts(x_n))
+
+ShardedTopKSAE.pre_acts = _pre_acts
+
+# %% ../nbs/04c_parallel.ipynb #3e7a0c09
+def _splice_hooks(self: ShardedTopKSAE, hook: str, error_term: bool = False,
+                  edit: Callable[[Tensor], Tensor] | None = None) -> list[tuple[str, Callable]]:
+    "The hook `splice` puts at `hook`: positions 1 on replaced by the reconstruction (or the `edit`ed one)."
+    def write(act: Tensor, hook: object) -> Tensor:
+        x = act[:, 1:].to(self.W_dec.dtype)
+        x_n, stats = self.normalize(self._check_input(x))
+        top = self.encode_topk(x_n)
+        x_hat = self.denormalize(self.decode_sparse(top), stats).reshape(x.shape)
+        new = x_hat if edit is None else self.decode(edit(model.to_dense(top, self.cfg.n_latents)), stats=stats)
+        if error_term: new = new.reshape(x.shape) + (x - x_hat)
+        return torch.cat([act[:, :1], new.reshape(x.shape).to(act.dtype)], dim=1)
+    return [(hook, write)]
+
+ShardedTopKSAE.splice_hooks = _splice_hooks
