@@ -470,3 +470,71 @@ def test_load_any_on_unknown_or_damaged_files_lists_every_format(tmp_path):
     empty.mkdir()
     with pytest.raises(ValueError, match="tried 6 formats"):
         load_any(empty)
+
+
+# The real SAELens (in the benchmark environment): folders SAELens writes itself, read here, against its own outputs
+
+
+def _theirs(module, cls: str, cfg_cls: str, weights: dict, **cfg):
+    "A SAELens SAE of class `cls` with the given weights (every other parameter left as SAELens initializes it)."
+    sae = getattr(module, cls)(getattr(module, cfg_cls)(d_in=D, d_sae=N, **cfg))
+    with torch.no_grad():
+        for k, v in weights.items(): getattr(sae, k).copy_(v)
+    return sae
+
+
+def _gated_weights(seed: int) -> dict:
+    w, g = _weights(seed), torch.Generator().manual_seed(seed + 100)
+    return {"W_enc": w["W_enc"], "W_dec": w["W_dec"], "b_dec": w["b_dec"], "b_gate": torch.randn(N, generator=g) * 0.5,
+            "r_mag": torch.randn(N, generator=g) * 0.3, "b_mag": torch.randn(N, generator=g) * 0.5}
+
+
+@pytest.mark.parametrize(("mode", "apply_b_dec"), NORMS)
+@pytest.mark.parametrize("arch", ["standard", "gated", "jumprelu", "topk"])
+def test_folders_saelens_writes_compute_what_saelens_computes(tmp_path, arch, mode, apply_b_dec):
+    sae_lens = pytest.importorskip("sae_lens")
+    from sae_lens.training.activation_scaler import ActivationScaler
+    w = _gated_weights(30) if arch == "gated" else {**_weights(30), "threshold": torch.rand(N) * 0.4}
+    if arch in ("standard", "topk"): del w["threshold"]
+    extra = {"k": 6, "rescale_acts_by_decoder_norm": True} if arch == "topk" else {}
+    names = {"standard": "StandardSAE", "gated": "GatedSAE", "jumprelu": "JumpReLUSAE", "topk": "TopKSAE"}
+    theirs = _theirs(sae_lens, names[arch], names[arch] + "Config", w, normalize_activations=mode,
+                     apply_b_dec_to_input=apply_b_dec, **extra)
+    theirs.save_model(tmp_path / "sl")
+    scaler = ActivationScaler(scaling_factor=0.3 if mode == "expected_average_only_in" else None)
+    scaler.save(str(tmp_path / "sl" / "activation_scaler.json"))  # as SAELens' trainer writes it beside a checkpoint
+    ours, x = load_saelens(tmp_path / "sl"), _x()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), scaler.unscale(theirs(scaler.scale(x))), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(ours.encode(x) > 0, theirs.encode(scaler.scale(x)) > 0)
+    assert _unit_norm(ours) or arch == "topk"
+
+
+@pytest.mark.parametrize("arch", ["batchtopk", "matryoshka_batchtopk"])
+def test_saelens_batchtopk_checkpoints_and_inference_saves(tmp_path, arch):
+    "SAELens' training checkpoint (training encode: batch TopK) and its save_inference_model (a JumpReLU SAE)."
+    sae_lens = pytest.importorskip("sae_lens")
+    cls = "MatryoshkaBatchTopKTrainingSAE" if arch == "matryoshka_batchtopk" else "BatchTopKTrainingSAE"
+    extra = {"matryoshka_widths": [12, 48, N]} if arch == "matryoshka_batchtopk" else {}
+    w = _weights(31)
+    theirs = _theirs(sae_lens, cls, cls + "Config", w, k=4, rescale_acts_by_decoder_norm=True, **extra)
+    theirs.topk_threshold = torch.tensor(0.6, dtype=torch.double)
+    theirs.save_model(tmp_path / "ckpt")
+    theirs.save_inference_model(tmp_path / "final")
+    ours, final, x = load_saelens(tmp_path / "ckpt"), load_saelens(tmp_path / "final"), _x()
+    assert type(ours) is (MatryoshkaSAE if extra else BatchTopKSAE) and type(final) is JumpReLUSAE
+    their_final = sae_lens.SAE.load_from_disk(str(tmp_path / "final"), device="cpu")
+    with torch.no_grad():
+        torch.testing.assert_close(ours.train().encode(x), theirs.encode(x), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(ours.eval()(x), their_final(x), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(final(x), their_final(x), rtol=1e-4, atol=1e-4)
+
+
+def test_saelens_reads_our_matryoshka_export(tmp_path):
+    sae_lens = pytest.importorskip("sae_lens")
+    sae = MatryoshkaSAE(MatryoshkaConfig(d_model=D, n_latents=N, k=4, normalize="layernorm"), seed=5)
+    with torch.no_grad(): sae.b_enc.uniform_(-0.1, 0.1); sae.threshold.fill_(0.35)
+    theirs = sae_lens.SAE.load_from_disk(str(save_saelens(sae, tmp_path / "sl")), device="cpu")
+    with torch.no_grad():
+        torch.testing.assert_close(theirs.encode(_x()), sae.encode(_x()), rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(theirs(_x()), sae(_x()), rtol=1e-4, atol=1e-3)
