@@ -57,8 +57,8 @@ def _saelens_folder(path, arch: str, weights: dict, **cfg):
 
 class _SAELensIO:
     "SAELens' `process_sae_in` and its undoing after `decode`, for one normalize_activations setting."
-    def __init__(self, mode: str, apply_b_dec: bool, b_dec: torch.Tensor, scale: float = 1.0):
-        self.mode, self.apply_b_dec, self.b_dec, self.scale = mode, apply_b_dec, b_dec, scale
+    def __init__(self, mode: str, apply_b_dec: bool, b_dec: torch.Tensor, scale: float = 1.0, whitening=None):
+        self.mode, self.apply_b_dec, self.b_dec, self.scale, self.whitening = mode, apply_b_dec, b_dec, scale, whitening
 
     def sae_in(self, x):
         if self.mode == "layer_norm":
@@ -67,15 +67,28 @@ class _SAELensIO:
             self.std = x.std(-1, keepdim=True)
             x = x / (self.std + 1e-5)
         elif self.mode == "expected_average_only_in": x = x * self.scale  # the ActivationScaler of training
+        elif self.mode == "covariance_whitening": x = (x - self.whitening["mean"]) @ self.whitening["matrix"]
         return x - self.b_dec * self.apply_b_dec
 
     def out(self, y):
         if self.mode == "layer_norm": return y * self.std + self.mu
         if self.mode == "expected_average_only_in": return y / self.scale
+        if self.mode == "covariance_whitening": return y @ self.whitening["inverse_matrix"] + self.whitening["mean"]
         return y
 
 
-NORMS = [("none", True), ("layer_norm", False), ("expected_average_only_in", True), ("expected_average_only_in", False)]
+NORMS = [("none", True), ("layer_norm", False), ("expected_average_only_in", True), ("expected_average_only_in", False),
+         ("covariance_whitening", True), ("covariance_whitening", False)]
+
+
+def _whitening(seed: int = 40) -> dict[str, torch.Tensor]:
+    "A whitening of correlated activations, z = (x - mean) M, as SAELens' ActivationScaler estimates one."
+    g = torch.Generator().manual_seed(seed)
+    acts = torch.randn(4096, D, generator=g, dtype=torch.float64) @ torch.randn(D, D, generator=g, dtype=torch.float64)
+    lam, E = torch.linalg.eigh(torch.cov(acts.T))
+    lam = lam.clamp(min=0) + 1e-3
+    return {"mean": acts.mean(0).float(), "matrix": (E * lam.rsqrt()).float().contiguous(),
+            "inverse_matrix": (lam.sqrt()[:, None] * E.T).float().contiguous()}
 
 
 @pytest.mark.parametrize(("mode", "apply_b_dec"), NORMS)
@@ -84,13 +97,15 @@ def test_saelens_standard_computes_its_formula(tmp_path, mode, apply_b_dec):
     folder = _saelens_folder(tmp_path / "sl", "standard", w, normalize_activations=mode,
                              apply_b_dec_to_input=apply_b_dec)
     if mode == "expected_average_only_in": save_json({"scaling_factor": 0.3}, folder / "activation_scaler.json")
+    save_file(_whitening(), folder / "activation_whitening.safetensors")
     sae = load_saelens(folder)
-    io, x = _SAELensIO(mode, apply_b_dec, w["b_dec"], 0.3), _x()
+    io, x = _SAELensIO(mode, apply_b_dec, w["b_dec"], 0.3, _whitening()), _x()
     feature_acts = torch.relu(io.sae_in(x) @ w["W_enc"] + w["b_enc"])  # StandardSAE.encode
     out = io.out(feature_acts @ w["W_dec"] + w["b_dec"])  # StandardSAE.decode
     with torch.no_grad(): torch.testing.assert_close(sae(x), out, rtol=1e-4, atol=1e-4)
     assert type(sae) is ReLUSAE and _unit_norm(sae) and sae.cfg.hook == "blocks.2.hook_resid_post"
-    assert sae.cfg.normalize == {"none": "none", "layer_norm": "layernorm"}.get(mode, "scalar")
+    assert sae.cfg.normalize == {"none": "none", "layer_norm": "layernorm", "covariance_whitening": "none"}.get(mode,
+                                                                                                           "scalar")
 
 
 @pytest.mark.parametrize(("mode", "apply_b_dec"), NORMS)
@@ -100,8 +115,9 @@ def test_saelens_gated_computes_its_formula(tmp_path, mode, apply_b_dec):
           "b_mag": torch.randn(N, generator=g) * 0.5}
     del w["b_enc"]
     folder = _saelens_folder(tmp_path / "sl", "gated", w, normalize_activations=mode, apply_b_dec_to_input=apply_b_dec)
+    save_file(_whitening(), folder / "activation_whitening.safetensors")
     sae = load_saelens(folder, norm_scaling_factor=0.3)
-    io, x = _SAELensIO(mode, apply_b_dec, w["b_dec"], 0.3), _x()
+    io, x = _SAELensIO(mode, apply_b_dec, w["b_dec"], 0.3, _whitening()), _x()
     sae_in = io.sae_in(x)
     active = (sae_in @ w["W_enc"] + w["b_gate"] > 0).float()  # GatedSAE.encode
     magnitude = torch.relu(sae_in @ (w["W_enc"] * w["r_mag"].exp()) + w["b_mag"])
@@ -230,10 +246,15 @@ def test_saelens_settings_without_a_counterpart_are_refused(tmp_path):
     with pytest.raises(ValueError, match="must be a positive finite number"):
         load_saelens(folder, norm_scaling_factor=-2.0)
     assert load_saelens(folder, norm_scaling_factor=1.0).norm_scale.item() == 1.0
-    for mode in ("constant_norm_rescale", "covariance_whitening"):
-        folder = _saelens_folder(tmp_path / mode, "standard", w, normalize_activations=mode)
-        with pytest.raises(ValueError, match=f"normalize_activations='{mode}' has no counterpart here"):
-            load_saelens(folder)
+    folder = _saelens_folder(tmp_path / "c", "standard", w, normalize_activations="constant_norm_rescale")
+    with pytest.raises(ValueError, match="normalize_activations='constant_norm_rescale' has no counterpart here"):
+        load_saelens(folder)
+    folder = _saelens_folder(tmp_path / "w", "standard", w, normalize_activations="covariance_whitening")
+    with pytest.raises(ValueError, match="needs the whitening SAELens saves beside a checkpoint"):
+        load_saelens(folder)
+    save_file({"mean": torch.zeros(D), "matrix": torch.eye(D)}, folder / "activation_whitening.safetensors")
+    with pytest.raises(ValueError, match="missing weights \\['inverse_matrix'\\]"):
+        load_saelens(folder)
     folder = _saelens_folder(tmp_path / "g", "gated", w)  # b_enc where b_gate, r_mag, b_mag should be
     with pytest.raises(ValueError, match="missing weights \\['b_gate', 'r_mag', 'b_mag'\\]"):
         load_saelens(folder)
@@ -493,7 +514,7 @@ def _gated_weights(seed: int) -> dict:
 @pytest.mark.parametrize("arch", ["standard", "gated", "jumprelu", "topk"])
 def test_folders_saelens_writes_compute_what_saelens_computes(tmp_path, arch, mode, apply_b_dec):
     sae_lens = pytest.importorskip("sae_lens")
-    from sae_lens.training.activation_scaler import ActivationScaler
+    from sae_lens.training.activation_scaler import ActivationScaler, ActivationWhitening
     w = _gated_weights(30) if arch == "gated" else {**_weights(30), "threshold": torch.rand(N) * 0.4}
     if arch in ("standard", "topk"): del w["threshold"]
     extra = {"k": 6, "rescale_acts_by_decoder_norm": True} if arch == "topk" else {}
@@ -501,7 +522,8 @@ def test_folders_saelens_writes_compute_what_saelens_computes(tmp_path, arch, mo
     theirs = _theirs(sae_lens, names[arch], names[arch] + "Config", w, normalize_activations=mode,
                      apply_b_dec_to_input=apply_b_dec, **extra)
     theirs.save_model(tmp_path / "sl")
-    scaler = ActivationScaler(scaling_factor=0.3 if mode == "expected_average_only_in" else None)
+    scaler = ActivationScaler(scaling_factor=0.3 if mode == "expected_average_only_in" else None,
+                              whitening=ActivationWhitening(**_whitening()) if mode == "covariance_whitening" else None)
     scaler.save(str(tmp_path / "sl" / "activation_scaler.json"))  # as SAELens' trainer writes it beside a checkpoint
     ours, x = load_saelens(tmp_path / "sl"), _x()
     with torch.no_grad():

@@ -80,7 +80,7 @@ def jumprelu_from_weights(W_enc: Tensor, W_dec: Tensor, b_enc: Tensor, b_dec: Te
     sae = JumpReLUSAE(JumpReLUConfig(d_model=d, n_latents=n, normalize=normalize, **cfg_kwargs))
     return _copy_weights_(sae, W_enc=W_enc, W_dec=W_dec, b_enc=b_enc, b_dec=b_dec, log_threshold=theta.log())
 
-# %% ../nbs/16_interop.ipynb #e7d9fe67
+# %% ../nbs/16_interop.ipynb #0bfce62d
 def relu_from_weights(W_enc: Tensor, W_dec: Tensor, b_enc: Tensor, b_dec: Tensor, normalize: str = "none",
                       **cfg_kwargs) -> ReLUSAE:
     "A `ReLUSAE` computing `relu((x - b_dec) W_enc + b_enc) W_dec + b_dec`, its decoder rows folded to unit norm."
@@ -89,7 +89,7 @@ def relu_from_weights(W_enc: Tensor, W_dec: Tensor, b_enc: Tensor, b_dec: Tensor
     sae = ReLUSAE(ReLUSAEConfig(d_model=d, n_latents=n, normalize=normalize, **cfg_kwargs))
     return _copy_weights_(sae, W_enc=W_enc, W_dec=W_dec, b_enc=b_enc, b_dec=b_dec)
 
-# %% ../nbs/16_interop.ipynb #a021d738
+# %% ../nbs/16_interop.ipynb #4bf1ea89
 class GatedAsJumpReLU(NamedTuple):
     "A gated SAE's encoder as the JumpReLU encoder that computes the same code from the same input."
     W_enc: Tensor  # (d, n): exp(r_mag) * W_gate, the magnitude path's weights
@@ -101,7 +101,7 @@ def gated_to_jumprelu(W_gate: Tensor, b_gate: Tensor, r_mag: Tensor, b_mag: Tens
     a, b_gate, b_mag = r_mag.detach().double().exp(), b_gate.detach().double(), b_mag.detach().double()
     return GatedAsJumpReLU(W_gate.detach().double() * a, b_mag, (b_mag - a * b_gate).clamp_min(0))
 
-# %% ../nbs/16_interop.ipynb #72d196a8
+# %% ../nbs/16_interop.ipynb #5a50b44a
 ROW_NORM_TOL = 1e-4  # decoder rows within this of norm 1 count as unit norm (float32 training leaves ~1e-6)
 
 def batchtopk_from_weights(W_enc: Tensor, W_dec: Tensor, b_enc: Tensor, b_dec: Tensor, k: int, threshold: float,
@@ -242,15 +242,19 @@ def _saelens_config(cfg: dict, where: Path) -> dict:
                          f"{list(_SAELENS_KEYS)}")
     return cfg
 
-# %% ../nbs/16_interop.ipynb #4ae25cf6
+# %% ../nbs/16_interop.ipynb #5e118ad9
 def _saelens_normalization(cfg: dict, where: Path, norm_scaling_factor: float | None) -> tuple[str, float]:
     "Our `normalize` mode for a SAELens `normalize_activations` setting, and the constant `s` it multiplies inputs by."
     mode = cfg.get("normalize_activations") or "none"
     if mode in ("none", "layer_norm"): return {"none": "none", "layer_norm": "layernorm"}[mode], 1.0
+    if mode == "covariance_whitening":
+        if not (where/"activation_whitening.safetensors").exists():
+            raise ValueError(f"{where}: normalize_activations='covariance_whitening' needs the whitening SAELens saves "
+                             "beside a checkpoint (activation_whitening.safetensors), and it is not there")
+        return "none", 1.0  # folded into the weights by _saelens_weights
     if mode != "expected_average_only_in":
-        raise ValueError(f"{where}: normalize_activations={mode!r} has no counterpart here (only 'none', 'layer_norm' "
-                         "and 'expected_average_only_in'); SAELens folds a whitening into the weights when training "
-                         "ends, so read the final SAE rather than a checkpoint")
+        raise ValueError(f"{where}: normalize_activations={mode!r} has no counterpart here (only 'none', 'layer_norm', "
+                         "'expected_average_only_in' and 'covariance_whitening')")
     s, scaler = norm_scaling_factor, where/"activation_scaler.json"
     if s is None and scaler.exists(): s = load_json(scaler, "SAELens activation scaler").get("scaling_factor")
     if s is None:
@@ -261,7 +265,18 @@ def _saelens_normalization(cfg: dict, where: Path, norm_scaling_factor: float | 
         raise ValueError(f"{where}: the activation scaling factor {s!r} must be a positive finite number")
     return "scalar", float(s)
 
-# %% ../nbs/16_interop.ipynb #51b1b3f0
+# %% ../nbs/16_interop.ipynb #46be71e8
+def _fold_whitening(w: dict[str, Tensor], cfg: dict, where: Path) -> dict[str, Tensor]:
+    "The weights of an SAE on whitened `z = (x - mean) M`, refolded to read `x` (as SAELens' own fold)."
+    f = where/"activation_whitening.safetensors"
+    try: wh = {k: v.double() for k, v in load_file(f).items()}
+    except (SafetensorError, OSError) as e: raise ValueError(f"{f} is corrupt or truncated ({e})") from None
+    _need(wh, ["mean", "matrix", "inverse_matrix"], f)
+    W_enc = wh["matrix"] @ w["W_enc"]
+    b_enc = w["b_enc"] if cfg.get("apply_b_dec_to_input", True) else w["b_enc"] - wh["mean"] @ W_enc
+    return {"W_enc": W_enc, "b_enc": b_enc, "W_dec": w["W_dec"] @ wh["inverse_matrix"],
+            "b_dec": w["b_dec"] @ wh["inverse_matrix"] + wh["mean"]}
+
 def _saelens_weights(cfg: dict, state: dict[str, Tensor], where: Path) -> tuple[dict[str, Tensor], Tensor | None]:
     "`W_enc, W_dec, b_enc, b_dec` of a SAELens SAE reading `x - b_dec` (float64), and its threshold if it gates."
     arch = cfg["architecture"]
@@ -279,10 +294,11 @@ def _saelens_weights(cfg: dict, state: dict[str, Tensor], where: Path) -> tuple[
     if "scaling_factor" in state: w["W_dec"] = w["W_dec"] * state["scaling_factor"].double()[:, None]
     if cfg.get("rescale_acts_by_decoder_norm") and arch in ("topk", "batchtopk", "matryoshka_batchtopk"):
         w["W_enc"], w["W_dec"], w["b_enc"], _ = _unit_rows(w["W_enc"], w["W_dec"], w["b_enc"])
+    if cfg.get("normalize_activations") == "covariance_whitening": w = _fold_whitening(w, cfg, where)
     if not cfg.get("apply_b_dec_to_input", True): w["b_enc"] = w["b_enc"] + w["b_dec"] @ w["W_enc"]
     return w, threshold
 
-# %% ../nbs/16_interop.ipynb #b78d5c84
+# %% ../nbs/16_interop.ipynb #5a43afea
 def load_saelens(path: str | Path, norm_scaling_factor: float | None = None) -> SparseAutoencoder:
     "An SAE from a folder in SAELens' format: 'standard', 'gated', 'jumprelu', 'topk', 'batchtopk' or Matryoshka."
     path = Path(path)
@@ -373,7 +389,7 @@ def load_gemma_scope(path: str | Path, hook: str | None = None, model_name: str 
     return jumprelu_from_weights(w["W_enc"], w["W_dec"], b_enc, w["b_dec"], w["threshold"], "none", hook=hook,
                                  model_name=model_name)
 
-# %% ../nbs/16_interop.ipynb #d11a1da4
+# %% ../nbs/16_interop.ipynb #969aa0c7
 DICTIONARY_LEARNING_KEYS = {  # trainer.dict_class -> the tensors its ae.pt holds
     "AutoEncoder": ("encoder.weight", "encoder.bias", "decoder.weight", "bias"),
     "AutoEncoderTopK": ("encoder.weight", "encoder.bias", "decoder.weight", "b_dec", "k"),
@@ -397,7 +413,7 @@ def _dictionary_learning_weights(state: dict[str, Tensor], dict_class: str) -> d
                 "threshold": state["threshold"].double()}
     return {"W_enc": W_enc, "W_dec": W_dec, "b_enc": b_enc, "b_dec": b_dec}
 
-# %% ../nbs/16_interop.ipynb #9c028faa
+# %% ../nbs/16_interop.ipynb #da50dcfa
 def load_dictionary_learning(path: str | Path, hook: str | None = None) -> SparseAutoencoder:
     "An SAE from a dictionary_learning folder (`ae.pt` + `config.json`), of any `DICTIONARY_LEARNING_KEYS` class."
     path = Path(path)
@@ -430,7 +446,7 @@ def load_dictionary_learning(path: str | Path, hook: str | None = None) -> Spars
         with torch.no_grad(): sae.norm_scale.fill_(float(scale))
     return sae
 
-# %% ../nbs/16_interop.ipynb #f90efcd9
+# %% ../nbs/16_interop.ipynb #086743e3
 ANY_FORMATS = {  # format name -> its reader, in the order load_any tries them
     "topk_sae": load_sae, "SAELens": load_saelens, "sparsify": load_sparsify,
     "dictionary_learning": load_dictionary_learning, "Gemma Scope": load_gemma_scope, "OpenAI": load_openai_sae}
