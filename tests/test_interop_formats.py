@@ -467,7 +467,7 @@ def test_load_any_names_the_format_it_read(tmp_path, capsys):
         assert type(sae) is expected[name], name
         assert f"read as {name} -> {expected[name].__name__}" in capsys.readouterr().out
     assert list(ANY_FORMATS) == list(expected)
-    load_any(tmp_path / "sp", quiet=True)
+    assert type(load_any(tmp_path / "sp" / "cfg.json", quiet=True)) is TopKSAE  # a file of a folder: its folder
     assert capsys.readouterr().out == ""
 
 
