@@ -16,6 +16,7 @@ from topk_sae.interop import (
     load_any,
     load_dictionary_learning,
     load_saelens,
+    load_sparsify,
     save_saelens,
     save_sparsify,
     to_openai_state_dict,
@@ -560,3 +561,21 @@ def test_saelens_reads_our_matryoshka_export(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(theirs.encode(_x()), sae.encode(_x()), rtol=1e-5, atol=1e-4)
         torch.testing.assert_close(theirs(_x()), sae(_x()), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("normalize_decoder", [True, False])
+def test_folders_sparsify_writes_compute_what_sparsify_computes(tmp_path, normalize_decoder):
+    sparsify = pytest.importorskip("sparsify")
+    w = _weights(32)
+    cfg = sparsify.SparseCoderConfig(num_latents=N, k=6, normalize_decoder=normalize_decoder)
+    theirs = sparsify.SparseCoder(D, cfg)
+    with torch.no_grad():
+        theirs.encoder.weight.copy_(w["W_enc"].T); theirs.encoder.bias.copy_(w["b_enc"]); theirs.b_dec.copy_(w["b_dec"])
+        theirs.W_dec.copy_(torch.nn.functional.normalize(w["W_dec"], dim=1) if normalize_decoder else w["W_dec"])
+    theirs.save_to_disk(tmp_path / "sp")
+    ours, x = load_sparsify(tmp_path / "sp"), _x()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x).sae_out, rtol=1e-4, atol=1e-4)
+        top = theirs.encode(x)
+        dense = torch.zeros(len(x), N).scatter(-1, top.top_indices, top.top_acts)
+        torch.testing.assert_close(ours.encode(x), dense, rtol=1e-4, atol=1e-4)
