@@ -252,12 +252,19 @@ def test_formats_that_cannot_hold_an_architecture_say_which_can(tmp_path):
     with pytest.raises(ValueError, match="OpenAI's sparse_autoencoder format holds TopK SAEs only"):
         to_openai_state_dict(jr)
     relu = ReLUSAE(ReLUSAEConfig(d_model=24, n_latents=96))
-    with pytest.raises(ValueError, match="SAELens export has no architecture for a ReLUSAE: it writes TopKSAE"):
-        save_saelens(relu, tmp_path / "relu")
+    with pytest.raises(ValueError, match="holds TopK SAEs only, not a ReLUSAE; it exports to save_saelens "
+                                         "\\(SAELens 'standard'\\)"):
+        save_sparsify(relu, tmp_path / "sp")
+    other = _sae("none")
+    other.FORMAT = "someone_else.SAE/1"  # an architecture no peer format holds
+    with pytest.raises(ValueError, match="SAELens export has no architecture for a TopKSAE: it writes TopKSAE"):
+        save_saelens(other, tmp_path / "other")
+    with pytest.raises(ValueError, match="it exports to none of the formats here"):
+        save_sparsify(other, tmp_path / "other")
     folder = save_saelens(jr, tmp_path / "jr")
-    cfg = (folder / "cfg.json").read_text().replace('"jumprelu"', '"gated"')
+    cfg = (folder / "cfg.json").read_text().replace('"jumprelu"', '"temporal"')
     (folder / "cfg.json").write_text(cfg)
-    with pytest.raises(ValueError, match="architecture 'gated'; only SAELens 'topk' and 'jumprelu'"):
+    with pytest.raises(ValueError, match="SAELens architecture 'temporal' is not read here; the ones read are"):
         load_saelens(folder)
 
 
