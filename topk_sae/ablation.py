@@ -178,7 +178,7 @@ def ablation_sparsity(
     T: int = 16,  # logit positions measured from the ablated one, t .. t+T-1
     positions: list[tuple[int, int]] | None = None,  # explicit (context, t) pairs; None samples `n_positions`
     n_positions: int = 32,  # how many (context, t) pairs to sample when `positions` is None
-    n_channels: int | None = None,  # random residual channels ablated per position; None: the SAE's k
+    n_channels: int | None = None,  # random residual channels ablated per position; None: the SAE's planned L0 (k)
     seed: int = 0,  # seeds the sampled positions and channels
     method: str = "auto",  # the engine: 'auto', 'kv', 'prefix', 'hooked' or 'reference' (`topk_sae.tail.make_engine`)
     chunk: int = 64,  # ablations per forward pass
@@ -191,7 +191,7 @@ def ablation_sparsity(
     if positions is None: positions = sample_positions(n_ctx, ctx_len, T, n_positions, seed)
     positions = sorted(map(tuple, positions))
     _check_positions(positions, n_ctx, ctx_len, T)
-    g, n_channels = torch.Generator().manual_seed(seed + 1), n_channels or sae.cfg.k
+    g, n_channels = torch.Generator().manual_seed(seed + 1), n_channels or max(1, round(sae.planned_l0))
     latent_rows, channel_rows, seq = [], [], 0
     engine_method = method  # after the first KV check: "kv" if the KV path held there, else "prefix"
     contexts = sorted({c for c, _ in positions})
