@@ -28,6 +28,7 @@ from .model import SparseAutoencoder
 from .report import HTML, report_html
 from .steer import Mode, SteerResult
 from .steer import steer as steer_latent
+from .tokenviews import colored_tokens, colored_tokens_multi, loader
 
 # %% ../nbs/14_widgets.ipynb #3f58b1e9
 CSS = """<style>
@@ -42,7 +43,7 @@ white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .tks-card h4{margin:.6em 0 .2em;font-size:.95em;color:#333}.tks-card table{border-collapse:collapse;font-size:12.5px}
 .tks-card td{padding:1px 8px;border-bottom:1px solid #eee;white-space:pre;max-width:13em;overflow:hidden;
 text-overflow:ellipsis}.tks-pos{color:#0a7a2f}.tks-neg{color:#b00020}
-.tks-msg{color:#b00020;font-weight:600}.tks-busy{color:#8a5a00}
+.tks-msg{color:#b00020;font-weight:600}.tks-busy{color:#8a5a00}.tks-cv{display:inline}
 .tks-abl table{table-layout:fixed;width:100%}.tks-steer td{white-space:pre-wrap;max-width:none;vertical-align:top}
 </style>"""
 
@@ -66,9 +67,10 @@ def token_span(t: str, act: float, max_act: float, focus: bool = False) -> str:
     return f'<span class="{cls}" style="{style}" title="{act:.3f}">{token_text(t)}</span>'
 
 # %% ../nbs/14_widgets.ipynb #0a84485d
-def snippet_html(s: Snippet, max_act: float) -> str:
-    "A snippet as one line of shaded tokens, its own token outlined, with its activation."
+def snippet_html(s: Snippet, max_act: float, cv: bool = False) -> str:
+    "A snippet as one line of shaded tokens, its own token outlined, with its activation (`cv`: as circuitsvis')."
     toks = "".join(token_span(t, a, max_act, i == s.focus) for i, (t, a) in enumerate(zip(s.tokens, s.acts)))
+    toks = colored_tokens(s.tokens, s.acts, max_act, s.focus, fallback=toks) if cv else toks
     return f'<div class="tks-snip"><span class="tks-dim">{s.value:6.2f}</span>&nbsp; {toks}</div>'
 
 # %% ../nbs/14_widgets.ipynb #88fac661
@@ -114,15 +116,15 @@ def card_header(d: LatentData) -> str:
             f"fires on {d.n_fires:,} of {d.n_tokens:,} tokens · max {d.max_act:.2f} · mean {d.mean_act:.2f}{extra}"
             "</span></div>")
 
-def latent_card_html(d: LatentData, figure_html: str = "") -> str:
-    "A card for one latent: header, snippets, histogram, logit effects, neighbours, ablation effects."
+def latent_card_html(d: LatentData, figure_html: str = "", cv: bool = False) -> str:
+    "A card for one latent: header, snippets (`cv`: circuitsvis views), histogram, logit and ablation effects."
     if d.n_fires == 0:
         body = f'<p class="tks-msg">Latent {esc(d.latent)} never fires on these {d.n_tokens:,} tokens.</p>'
         inner = card_header(d) + body + logits_html(d) + neighbors_html(d)
         return f'<div class="tks-card" id="latent-{esc(d.latent)}">{inner}</div>'
-    left = "<h4>Top activations</h4>" + "".join(snippet_html(s, d.max_act) for s in d.top)
+    left = "<h4>Top activations</h4>" + "".join(snippet_html(s, d.max_act, cv) for s in d.top)
     for label, snips in d.quantiles:
-        if snips: left += f"<h4>Samples, {esc(label)}</h4>" + "".join(snippet_html(s, d.max_act) for s in snips)
+        if snips: left += f"<h4>Samples, {esc(label)}</h4>" + "".join(snippet_html(s, d.max_act, cv) for s in snips)
     right = figure_html + logits_html(d) + neighbors_html(d)
     return (f'<div class="tks-card" id="latent-{esc(d.latent)}">{card_header(d)}<div class="tks-cols">'
             f'<div class="tks-left">{left}</div><div class="tks-right">{right}</div></div>{ablation_html(d)}</div>')
@@ -167,7 +169,7 @@ class LatentInspector:
                                             continuous_update=False)
         self.mode = widgets.Dropdown(options=["add", "clamp"], value="add", description="mode",
                                      layout={"width": "180px"})
-        self.steer_message, self.steer_view = widgets.HTML(), widgets.HTML()
+        self.steer_message, self.steer_view, self.page = widgets.HTML(), widgets.HTML(), loader()
         self._unsteered: dict[tuple[str, int], SteerResult] = {}  # (prompt, latent) -> its unsteered generation
         self._wire()
         self.show_latent(self.order[0])
@@ -192,8 +194,8 @@ def _wire(self: LatentInspector) -> None:
     steering = [widgets.HTML("<b>Steering</b>: add the latent's decoder direction at the SAE's hook while the model "
                              "generates (or clamp the latent to a value), and compare the text with and without."),
                 self.prompt, _row([self.strength, self.mode, generate]), self.steer_message, self.steer_view]
-    self.widget = widgets.VBox([*controls, self.message, self.busy, _row([self.card, self.plot]), *steering],
-                               layout=widgets.Layout(width="100%", max_width="100%"))
+    parts = [self.page, *controls, self.message, self.busy, _row([self.card, self.plot]), *steering]
+    self.widget = widgets.VBox(parts, layout=widgets.Layout(width="100%", max_width="100%"))
 
 # %% ../nbs/14_widgets.ipynb #ae950681
 @patch
@@ -207,7 +209,7 @@ def show_latent(self: LatentInspector, latent: int) -> LatentData | None:
         self.message.value = _message(str(e))
         return None
     self.message.value, self.latent_box.value = "", self.data.latent
-    self.card.value = CSS + latent_card_html(self.data)
+    self.card.value = CSS + latent_card_html(self.data, cv=True)
     self.figure = hist_figure(self.data).update_layout(width=430) if self.data.n_fires else None
     self.plot.clear_output()
     if self.figure is not None:
@@ -225,7 +227,7 @@ def show_ablation(self: LatentInspector) -> list | None:
     top = self.data.top[0]
     with busy(self.busy, f"ablating latent {self.data.latent} at its top activation"):
         self.data.ablation = latent_ablation_effects(self.index, self.data.latent, top.context, top.position)
-    self.card.value = CSS + latent_card_html(self.data)
+    self.card.value = CSS + latent_card_html(self.data, cv=True)
     return self.data.ablation
 
 @patch
@@ -284,11 +286,21 @@ def steer(self: LatentInspector, prompt: str, strength: float, mode: Mode = "add
     return plain, steered
 
 # %% ../nbs/14_widgets.ipynb #05d532db
-def prompt_html(p: PromptData, selected: int | None = None) -> str:
-    "The prompt's tokens, shaded by the strength of their active latents, the selected one outlined."
+def prompt_html(p: PromptData, selected: int | None = None, cv: bool = False, n_latents: int = 7) -> str:
+    "The prompt's tokens shaded by their active latents' sum (`cv`: or by each of its `n_latents` strongest)."
     mass = [sum((v for _, v in pairs), 0.0) for pairs in p.latents]
-    spans = [token_span(t, m, max(mass), i == selected) for i, (t, m) in enumerate(zip(p.tokens, mass))]
-    return "<div class='tks-snip'>" + "".join(spans) + "</div>"
+    spans = "".join(token_span(t, m, max(mass), i == selected) for i, (t, m) in enumerate(zip(p.tokens, mass)))
+    if cv: spans = colored_tokens_multi(p.tokens, *_prompt_columns(p, mass, n_latents), spans, selected)
+    return "<div class='tks-snip'>" + spans + "</div>"
+
+def _prompt_columns(p: PromptData, mass: list[float], n: int) -> tuple[list[list[float]], list[str]]:
+    "Per token: the active latents' sum, then each of the `n` latents with the most activation over the prompt."
+    total: dict[int, float] = {}
+    for pairs in p.latents:
+        for i, v in pairs: total[i] = total.get(i, 0.0) + v
+    top = sorted(total, key=lambda i: -total[i])[:n]
+    acts = [dict(pairs) for pairs in p.latents]
+    return [[m] + [a.get(i, 0.0) for i in top] for m, a in zip(mass, acts)], ["all latents"] + [f"#{i}" for i in top]
 
 class PromptInspector:
     "A notebook widget: the active latents of a prompt, token by token."
@@ -297,13 +309,13 @@ class PromptInspector:
         self.text = widgets.Textarea(placeholder="Type a prompt, then run", layout={"width": "95%", "height": "70px"})
         self.token = widgets.Select(options=[], rows=6, description="token", layout={"width": "320px"})
         self.latent = widgets.Select(options=[], rows=6, description="latent", layout={"width": "320px"})
-        self.message, self.view = widgets.HTML(), widgets.HTML()
+        self.message, self.view, self.page = widgets.HTML(), widgets.HTML(), loader()
         run, open_ = widgets.Button(description="run"), widgets.Button(description="open latent")
         run.on_click(lambda _: self.run(self.text.value))
         open_.on_click(lambda _: self.latent.value is not None and self.open_latent(self.latent.value))
         self.token.observe(lambda ch: ch["new"] is not None and self.select_token(ch["new"]), names="value")
         pick = widgets.HBox([self.token, self.latent, open_])
-        self.widget = widgets.VBox([self.text, run, self.message, self.view, pick])
+        self.widget = widgets.VBox([self.page, self.text, run, self.message, self.view, pick])
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -318,7 +330,7 @@ def run(self: PromptInspector, text: str) -> PromptData | None:
         self.message.value, self.data = _message(str(e)), None
         self.token.options, self.latent.options, self.view.value = [], [], ""
         return None
-    self.message.value, self.view.value = "", CSS + prompt_html(self.data)
+    self.message.value, self.view.value = "", CSS + prompt_html(self.data, cv=True)
     per_token = enumerate(zip(self.data.tokens, self.data.latents))
     self.token.options = [(f"{i}: {t!r} ({len(pairs)} latents)", i) for i, (t, pairs) in per_token if i > 0]
     return self.data
@@ -327,7 +339,7 @@ def run(self: PromptInspector, text: str) -> PromptData | None:
 def select_token(self: PromptInspector, position: int) -> list:
     "List the latents active at `position`, strongest first."
     pairs = self.data.latents[position]
-    self.view.value = CSS + prompt_html(self.data, position)
+    self.view.value = CSS + prompt_html(self.data, position, cv=True)
     self.latent.options = [(f"#{i}  {v:.2f}", i) for i, v in pairs]
     return pairs
 
