@@ -105,6 +105,19 @@ def test_inference_on_the_device_equals_the_cpu():
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)  # same latents and values (order in a row may vary)
 
 
+def test_host_activations_work_with_an_sae_on_the_device():
+    "Harvests land on the host: an SAE on the GPU takes them and hands its results back on the host."
+    sae = TopKSAE(SAEConfig(d_model=48, n_latents=1000, k=12), seed=3)
+    x = torch.randn(64, 48) * 2 + 1
+    with torch.no_grad():
+        ref, ref_z = sae(x), sae.encode(x)
+        dev = copy.deepcopy(sae).to(DEVICE)
+        out, z = dev(x), dev.encode(x)
+    assert out.device == x.device and z.device == x.device
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(z, ref_z, rtol=1e-4, atol=1e-4)
+
+
 def test_harvest_on_the_device_equals_the_cpu(tmp_path, monkeypatch):
     "Pinned-memory harvesting from a model on the device gives the activations a CPU harvest gives."
     pytest.importorskip("transformer_lens")

@@ -107,7 +107,7 @@ class SparseAutoencoder(nn.Module):
         "Reconstruct raw activations, `decode(encode(x))`, through the sparse decoder."
         x_flat = self._check_input(x)
         x_n, stats = self.normalize(x_flat)
-        return self.denormalize(self.decode_sparse(self.encode_topk(x_n)), stats).reshape(x.shape)
+        return self.denormalize(self.decode_sparse(self.encode_topk(x_n)), stats).reshape(x.shape).to(x.device)
 
     def encode_topk(self, x_n: Float[Tensor, "tok d_model"], k: int | None = None) -> "TopKOut":
         "The architecture's sparse code of normalized activations (`TopKOut`); `k` asks for a test-time TopK."
@@ -152,7 +152,7 @@ def _check_input(self: SparseAutoencoder, x: Tensor) -> Tensor:
         raise ValueError(f"activations have width {x.shape[-1]} but this SAE reads d_model={self.cfg.d_model}{where}; "
                          "pass activations from the hook and model the SAE was trained on")
     if x.is_complex(): check_finite(x)  # raises: casting would drop the imaginary part without a word
-    return check_finite(x.reshape(-1, self.cfg.d_model).to(self.W_dec.dtype))
+    return check_finite(x.reshape(-1, self.cfg.d_model).to(self.W_dec.device, self.W_dec.dtype))
 
 # %% ../nbs/01_model.ipynb #f3cbf481
 @patch
@@ -223,7 +223,7 @@ def encode(self: SparseAutoencoder, x: Float[Tensor, "*batch d_model"],
            k: int | None = None) -> Float[Tensor, "*batch n_latents"]:
     "Dense latents of raw activations: non-negative, at most `k` non-zero per token."
     x_n, _ = self.normalize(self._check_input(x))
-    return to_dense(self.encode_topk(x_n, k), self.cfg.n_latents).reshape(*x.shape[:-1], -1)
+    return to_dense(self.encode_topk(x_n, k), self.cfg.n_latents).reshape(*x.shape[:-1], -1).to(x.device)
 
 # %% ../nbs/01_model.ipynb #438e58a1
 def sparse_decode(top: TopKOut, W_dec: Float[Tensor, "n_latents d_model"]) -> Float[Tensor, "tok d_model"]:
