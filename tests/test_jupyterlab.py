@@ -66,7 +66,7 @@ f"indexed {index.n_tokens:,} tokens in {time.perf_counter() - start:.1f} s\"""",
 def _chromedriver() -> str:
     "Debian's chromedriver: given to selenium by path, so Selenium Manager never looks for one on the network."
     path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    if not Path(path).exists(): missing("chromedriver", "apt-get install -y chromium-driver")
+    if not Path(path).exists(): missing("chromedriver", ".ci/run installs it (apt-get install -y chromium-driver)")
     return path
 
 
@@ -74,7 +74,7 @@ def _needs() -> tuple[str, str]:
     "Chromium and its driver, and the Python side (jupyterlab, selenium): fail under CI, skip elsewhere."
     for module in ("jupyterlab", "selenium"):
         try: __import__(module)
-        except ImportError: missing(module, "pip install -e '.[dev]' (the dev extra has jupyterlab and selenium)")
+        except ImportError: missing(module, "`make install` puts it in .venv (the dev extra has jupyterlab, selenium)")
     return chromium(), _chromedriver()
 
 
