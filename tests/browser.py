@@ -13,12 +13,17 @@ from pathlib import Path
 
 import pytest
 
+def missing(what: str, install: str):
+    "A browser test's tool is missing: under CI (CI=true) the test fails, elsewhere it skips; both say how to install."
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI must have {what} for the browser tests: {install}")
+    pytest.skip(f"no {what} here: {install}")
+
+
 def chromium() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if path := shutil.which(name): return path
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail("CI must have Chromium for the browser tests: .ci/run installs it (apt-get install -y chromium)")
-    pytest.skip("no Chromium here: `apt-get install chromium` to run the browser tests")
+    missing("Chromium", ".ci/run installs it (apt-get install -y chromium)")
 
 
 def render(page: Path, tmp: Path, width: int = 1280) -> tuple[str, list[str], str]:

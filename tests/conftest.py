@@ -21,7 +21,7 @@ torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: runs the real embedded model (deselect with -m 'not slow')")
+    config.addinivalue_line("markers", "slow: the real embedded model, or JupyterLab (deselect with -m 'not slow')")
 
 
 @pytest.fixture(scope="session")

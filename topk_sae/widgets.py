@@ -164,7 +164,7 @@ class LatentInspector:
         self.card = widgets.HTML(layout=widgets.Layout(flex="1 1 480px", min_width="320px", max_width="1000px"))
         self.plot = widgets.Output(layout=widgets.Layout(flex="0 0 440px", width="440px"))
         self.prompt = widgets.Textarea(placeholder="A prompt to steer, e.g. 'The state of the Union is'",
-                                       layout={"width": "100%", "max_width": "900px", "height": "60px"})
+                                       layout={"width": "95%", "max_width": "900px", "height": "60px"})
         self.strength = widgets.FloatSlider(value=0.0, min=-8.0, max=8.0, step=0.1, description="strength",
                                             continuous_update=False)
         self.mode = widgets.Dropdown(options=["add", "clamp"], value="add", description="mode",
