@@ -302,8 +302,11 @@ def test_the_tutorial_runs_in_jupyterlab_and_its_widgets_render(tutorial, browse
     assert not [t for t in texts if TEXT_REPR.search(t)], "a widget shown as its text repr"
     ins, prompts = _output(browser, "inspector = LatentInspector"), _output(browser, "prompts = PromptInspector")
     for el, css in [(ins, ".widget-vbox .tks-card .tks-head"), (ins, ".widget-output .js-plotly-plot .main-svg"),
-                    (ins, ".widget-vbox textarea"), (prompts, ".widget-vbox .tks-snip .tks-tok")]:
+                    (ins, ".widget-vbox textarea"), (ins, ".tks-cv[data-cv-done] .colored-tokens"),
+                    (prompts, ".widget-vbox .tks-cv[data-cv-done] .colored-tokens")]:
         assert browser.js("return arguments[0].querySelector(arguments[1])", el, css), f"no {css} drawn"
+    for el in (ins, prompts):  # every token view drawn by circuitsvis, none left as its plain fallback
+        assert not browser.js("return arguments[0].querySelector('.tks-cv:not([data-cv-done]), .tks-cv .tks-tok')", el)
 
 
 def test_each_control_of_the_inspectors_changes_the_view(tutorial, browser):
@@ -376,9 +379,11 @@ def test_each_control_of_the_inspectors_changes_the_view(tutorial, browser):
     paste(area, "We the People of the United States")
     run.click()
     tokens = b.until("the prompt's tokens", lambda: (s := Select(find(".widget-select select", prompts))).options and s)
-    assert len(tokens.options) == len(prompts.find_elements(By.CSS_SELECTOR, ".tks-tok")) - 1  # all but the first
+    shown = b.js("return JSON.parse(arguments[0].querySelector('.tks-cv[data-cv=ColoredTokensMulti]')"
+                 ".dataset.cvProps).tokens.length", prompts)
+    assert len(tokens.options) == shown - 1  # all but the first
     tokens.select_by_index(3)
-    b.until("the token outlined", lambda: prompts.find_elements(By.CSS_SELECTOR, ".tks-focus"))
+    b.until("the token outlined", lambda: prompts.find_elements(By.CSS_SELECTOR, ".tks-focus, .tks-cv[class*='tks-f']"))
     latents = b.until("its latents", lambda: (s := Select(prompts.find_elements(By.CSS_SELECTOR, "select")[1])).options
                       and s)
     latent = open_other(latents)
