@@ -126,7 +126,11 @@ def candidates(x: Float[Tensor, "tok feat"], y: Bool[Tensor, " tok"], n: int) ->
     "The `n` features whose class means differ most, in units of their standard deviation."
     x = x.double()
     diff = (x[y].mean(0) - x[~y].mean(0)).abs() / x.std(0).clamp_min(1e-12)
-    return diff.nan_to_num(0).topk(min(n, x.shape[1])).indices
+    return _top_scores(diff, n)
+
+def _top_scores(diff: Tensor, n: int) -> Tensor:
+    "The `n` highest scores' indices, compared in single precision, ties to the lower index."
+    return diff.nan_to_num(0).float().sort(descending=True, stable=True).indices[:n]
 
 # %% ../nbs/09_probes.ipynb #66e9bc01
 @torch.no_grad()
@@ -162,7 +166,7 @@ def code_candidates(top: TopKOut, y: Bool[Tensor, " tok"], n: int, n_latents: in
     zeros = n_all - torch.bincount(lat, minlength=n_latents)
     std = ((total((v - mean[lat]) ** 2) + zeros * mean ** 2) / (n_all - 1)).sqrt()  # two passes, as Tensor.std
     diff = (s_pos / n_pos - s_neg / (n_all - n_pos)).abs() / std.clamp_min(1e-12)
-    return diff.nan_to_num(0).topk(min(n, n_latents)).indices
+    return _top_scores(diff, n)
 
 # %% ../nbs/09_probes.ipynb #a8ee633d
 def best_probes(x: Float[Tensor, "tok feat"] | TopKOut, labels: pd.DataFrame, train: Bool[Tensor, " tok"],
