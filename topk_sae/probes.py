@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['PROBE_TASKS', 'ProbeTask', 'token_texts', 'label_tokens', 'fit_logistic_1d', 'logistic_loss', 'candidates',
-           'best_probes', 'ProbeLoss', 'probe_loss']
+           'sparse_codes', 'code_columns', 'code_candidates', 'best_probes', 'ProbeLoss', 'probe_loss']
 
 # %% ../nbs/09_probes.ipynb #51de5a03
 import re
@@ -19,7 +19,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from .data import scored_per_context, scored_rows
-from .model import SparseAutoencoder
+from .model import SparseAutoencoder, TopKOut
 
 # %% ../nbs/09_probes.ipynb #1e9d90ce
 class ProbeTask(NamedTuple):
@@ -126,20 +126,64 @@ def candidates(x: Float[Tensor, "tok feat"], y: Bool[Tensor, " tok"], n: int) ->
     "The `n` features whose class means differ most, in units of their standard deviation."
     x = x.double()
     diff = (x[y].mean(0) - x[~y].mean(0)).abs() / x.std(0).clamp_min(1e-12)
-    return diff.nan_to_num(0).topk(min(n, x.shape[1])).indices
+    return _top_scores(diff, n)
+
+def _top_scores(diff: Tensor, n: int) -> Tensor:
+    "The `n` highest scores' indices, compared in single precision, ties to the lower index."
+    return diff.nan_to_num(0).float().sort(descending=True, stable=True).indices[:n]
+
+# %% ../nbs/09_probes.ipynb #66e9bc01
+@torch.no_grad()
+def sparse_codes(sae: SparseAutoencoder, acts: Float[Tensor, "tok d_model"], batch_tokens: int = 8192) -> TopKOut:
+    "The sparse code of every row of `acts`, on the CPU (codes whose width varies by batch zero-padded to the widest)."
+    parts = [sae.encode_topk(sae.normalize(sae._check_input(a.to(sae.device)))[0]) for a in acts.split(batch_tokens)]
+    width = max((p.idx.shape[1] for p in parts), default=0)  # a threshold code (BatchTopK, JumpReLU) varies by batch
+    def pad(t: Tensor) -> Tensor: return torch.nn.functional.pad(t, (0, width - t.shape[1])).cpu()  # value 0: not fired
+    return TopKOut(torch.cat([pad(p.acts) for p in parts]), torch.cat([pad(p.idx) for p in parts]))
+
+# %% ../nbs/09_probes.ipynb #f75924d9
+def code_columns(top: TopKOut, latents: Int[Tensor, " m"]) -> Float[Tensor, "tok m"]:
+    "`to_dense(top, n_latents)[:, latents]` for distinct `latents`, from the sparse code alone."
+    if not len(latents): return top.acts.new_zeros(len(top.acts), 0)
+    order = latents.argsort()
+    srt = latents[order]
+    pos = torch.searchsorted(srt, top.idx).clamp_max(len(srt) - 1)  # where each code entry's latent would sit
+    hit = srt[pos] == top.idx
+    cols = torch.where(hit, order[pos], 0)
+    return top.acts.new_zeros(len(top.acts), len(latents)).scatter_add_(1, cols, top.acts * hit)
+
+# %% ../nbs/09_probes.ipynb #b433fbb7
+def code_candidates(top: TopKOut, y: Bool[Tensor, " tok"], n: int, n_latents: int) -> Int[Tensor, " cand"]:
+    "`candidates(to_dense(top, n_latents), y, n)` from the sparse code: per-latent sums, no `(tok, n_latents)` matrix."
+    on = top.acts != 0  # padding and latents kept at 0 count as zeros, as in the dense code
+    rows, lat, v = on.nonzero()[:, 0], top.idx[on], top.acts[on].double()
+    def total(vals: Tensor, keep: Tensor | None = None) -> Tensor:
+        keep = slice(None) if keep is None else keep
+        return torch.zeros(n_latents, dtype=torch.float64).index_add_(0, lat[keep], vals[keep])
+    pos, n_pos, n_all = y[rows], int(y.sum()), len(y)
+    s_pos, s_neg = total(v, pos), total(v, ~pos)
+    mean = (s_pos + s_neg) / n_all
+    zeros = n_all - torch.bincount(lat, minlength=n_latents)
+    std = ((total((v - mean[lat]) ** 2) + zeros * mean ** 2) / (n_all - 1)).sqrt()  # two passes, as Tensor.std
+    diff = (s_pos / n_pos - s_neg / (n_all - n_pos)).abs() / std.clamp_min(1e-12)
+    return _top_scores(diff, n)
 
 # %% ../nbs/09_probes.ipynb #a8ee633d
-def best_probes(x: Float[Tensor, "tok feat"], labels: pd.DataFrame, train: Bool[Tensor, " tok"],
-                n_candidates: int = 16, min_positives: int = 10) -> pd.DataFrame:
+def best_probes(x: Float[Tensor, "tok feat"] | TopKOut, labels: pd.DataFrame, train: Bool[Tensor, " tok"],
+                n_candidates: int = 16, min_positives: int = 10, n_features: int | None = None) -> pd.DataFrame:
     "Per task: the feature with the lowest held-out probe loss, its loss, and the base-rate loss."
+    sparse = isinstance(x, TopKOut)
+    if sparse and n_features is None: raise ValueError("best_probes on a sparse code needs n_features (n_latents)")
+    x_train = TopKOut(x.acts[train], x.idx[train]) if sparse else x[train]
     rows = []
     for name in labels.columns:
         y = torch.tensor(labels[name].to_numpy(dtype=bool))
         if min(int(y[train].sum()), int(y[~train].sum())) < min_positives:
             rows.append({"task": name, "skipped": True, "positives": int(y.sum())})
             continue
-        cand = candidates(x[train], y[train], n_candidates)
-        xc = x[:, cand].double()
+        cand = code_candidates(x_train, y[train], n_candidates, n_features) if sparse \
+            else candidates(x_train, y[train], n_candidates)
+        xc = (code_columns(x, cand) if sparse else x[:, cand]).double()
         mu, sd = xc[train].mean(0), xc[train].std(0).clamp_min(1e-12)
         w, b = fit_logistic_1d((xc[train] - mu) / sd, y[train])
         test_loss = logistic_loss((xc[~train] - mu) / sd, y[~train], w, b)
@@ -170,8 +214,8 @@ def probe_loss(sae: SparseAutoencoder, acts: Float[Tensor, "tok d_model"], token
                          f"give {scored_rows(tokens)}")
     labels = label_tokens(tokens, tokenizer, tasks)
     train = (torch.rand(tokens.shape[0], generator=torch.Generator().manual_seed(seed)) < 0.5).repeat_interleave(per)
-    z = sae.encode(acts.to(sae.device)).cpu()
-    lat = best_probes(z, labels, train, n_candidates, min_positives)
+    top = sparse_codes(sae, acts)  # never the dense (tok, n_latents) code
+    lat = best_probes(top, labels, train, n_candidates, min_positives, sae.cfg.n_latents)
     base = best_probes(acts.cpu(), labels, train, n_candidates, min_positives)
     done, kept = lat[~lat.skipped], base[~base.skipped]
     if not len(done):
