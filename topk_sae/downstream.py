@@ -28,9 +28,10 @@ def _spliced(act: Tensor, sae: SparseAutoencoder, error_term: bool, edit: Callab
         raise ValueError(f"the hooked activation has width {act.shape[-1]} but the SAE reads "
                          f"d_model={sae.cfg.d_model}; splice the SAE at the hook it was trained on")
     x = act[:, 1:].to(sae.W_dec.dtype)
-    z = sae.encode(x)
-    x_hat = sae.decode(z, x=x)
-    new = sae.decode(edit(z), x=x) if edit is not None else x_hat
+    if edit is None: new = x_hat = sae(x)  # the sparse path: no dense (tok, n_latents) code
+    else:
+        z = sae.encode(x)
+        x_hat, new = sae.decode(z, x=x), sae.decode(edit(z), x=x)
     if error_term: new = new + (x - x_hat)
     return torch.cat([act[:, :1], new.to(act.dtype)], dim=1)
 
