@@ -65,3 +65,24 @@ def test_splicing_replaces_the_mlp_output_with_the_prediction():
         finally: model.reset_hooks()
     expected = tc(seen["in"][:, 1:])
     torch.testing.assert_close(seen["out"][:, 1:], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_latent_and_prompt_inspectors_open_a_transcoder():
+    "Its rows read the MLP's input; its ablation runs at the MLP's output; steering says it needs an SAE."
+    from topk_sae.data import SOTU_SLICE, load_corpus, make_contexts
+    from topk_sae.widgets import LatentInspector, PromptInspector
+    model = load_model("tiny")
+    hooks = mlp_hooks(0)
+    ctx = make_contexts(load_corpus(SOTU_SLICE)[:4], model.tokenizer, 33, progress=False)[:48]
+    tc = Transcoder(TranscoderConfig(d_model=64, n_latents=128, k=6, hook=hooks[0], out_hook=hooks[1]))
+    tc.init_from_data_(PairSource(model, hooks, ctx[:16], batch_size=16, buffer_tokens=512).sample(512))
+    inspector = LatentInspector(tc, model, ctx[16:], progress=False)
+    assert inspector.index.hook == hooks[0]
+    data = inspector.show_rank(0)
+    assert data is not None and data.n_fires > 0 and "tks-msg" not in inspector.message.value
+    steps = inspector.show_ablation()
+    assert steps and all(abs(s.d_logprob_next) < 50 for s in steps)
+    assert inspector.steer("The Congress shall", 1.0) is None and "needs an SAE" in inspector.steer_message.value
+    prompts = PromptInspector(inspector)
+    shown = prompts.run("We the People of the United States")
+    assert shown is not None and len(prompts.select_token(1)) <= 6

@@ -73,7 +73,8 @@ def latent_ablations(sae: SparseAutoencoder, x: Float[Tensor, " d_model"]) -> Ab
     keep = top.acts[0] > 0
     idx, order = top.idx[0][keep].sort()
     z = top.acts[0][keep][order]
-    return Ablations(z[:, None] * parallel.decoder_rows(sae, idx) * stats.scale.reshape(-1)[0], idx, z)
+    v = z[:, None] * parallel.decoder_rows(sae, idx)
+    return Ablations(sae.denormalize(v, stats) - sae.denormalize(torch.zeros_like(v), stats), idx, z)
 
 # %% ../nbs/07_ablation.ipynb #2cd85800
 def channel_ablations(x: Float[Tensor, " d_model"], channels: Int[Tensor, " abl"]) -> Ablations:

@@ -177,8 +177,11 @@ def ablation_effects(index: LatentIndex, latent: int, context: int, position: in
     toks = index.tokens[context]
     T = min(T, len(toks) - position - 1)
     if T < 1: return []
-    engine = make_engine(index.model, index.hook, toks)
-    abl = latent_ablations(index.sae, engine.hidden[position])
+    out_hook = getattr(index.sae.cfg, "out_hook", None)  # a transcoder's latents write its MLP's output there
+    engine = make_engine(index.model, out_hook or index.hook, toks)
+    x = run_to_hook(index.model, toks[None, :position + 1], index.hook)[0, position] if out_hook else \
+        engine.hidden[position]
+    abl = latent_ablations(index.sae, x.to(engine.hidden.device))
     if latent not in abl.ids.tolist(): return []
     delta = abl.deltas[abl.ids.tolist().index(latent)][None]
     D = engine.effects(position, T, delta)[0].float().cpu()

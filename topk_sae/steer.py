@@ -123,6 +123,9 @@ def check_request(model: Any, sae: SparseAutoencoder, prompt: str, latent: Any, 
         raise TypeError(f"a latent is an integer index, got {type(latent).__name__} {latent!r}")
     if not 0 <= latent < sae.cfg.n_latents:
         raise ValueError(f"latent {latent} is out of range: this SAE has latents 0 .. {sae.cfg.n_latents - 1}")
+    if getattr(sae.cfg, "out_hook", None):
+        raise ValueError(f"this transcoder reads {sae.cfg.hook} and writes {sae.cfg.out_hook}; steering adds a "
+                         "latent's direction where the dictionary reads, so it needs an SAE: train one at the hook")
     hook = check_hook(model, hook or sae.cfg.hook or "")
     ids = model.tokenizer(prompt, add_special_tokens=False).input_ids if prompt.strip() else []
     if len(ids) < 2: raise ValueError("the prompt is empty (or one token): type at least a few words")

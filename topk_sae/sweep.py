@@ -29,6 +29,7 @@ from .core import progress as progress_bar
 from .evaluate import AblationEval, DownstreamEval, EvalConfig, ProbeEval, evaluate
 from .jumprelu import JumpReLUConfig, JumpReLUSAE
 from .lm import model_name
+from .many import SAESpec, train_many
 from .matryoshka import MatryoshkaSAE
 from .metrics import progressive_recovery, scan, shrinkage
 from .model import SAEConfig, SparseAutoencoder, TopKSAE, load_sae
@@ -208,37 +209,52 @@ def unique_runs(runs: list[RunSpec]) -> list[RunSpec]:
         by_name[r.name] = replace(seen, full_eval=seen.full_eval or r.full_eval) if seen else r
     return list(by_name.values())
 
-# %% ../nbs/17_sweep.ipynb #b8ba22e0
+# %% ../nbs/17_sweep.ipynb #6f3e2a10
 CALIBRATION_TOKENS = 16_384  # activations a BatchTopK or Matryoshka SAE's threshold is set from after training
 
+def _is_saved(folder: Path) -> bool: return (folder / "sae" / "cfg.json").exists() and (folder / "history.csv").exists()
+
+def _train_runs(specs: list[RunSpec], data: SweepData, out: Path, batch_tokens: int, checkpoints: int,
+                progress: bool) -> dict[str, tuple[SparseAutoencoder, pd.DataFrame, float]]:
+    "Train `specs` from one stream (`train_many`; one spec: `train`) and save each: `{name: (sae, history, seconds)}`."
+    start, src = time.perf_counter(), as_source(data.train)
+    name = model_name(data.model) if data.model is not None else None
+    saes = [s.make_sae(src.d_model, data.hook, name) for s in specs]
+    cfgs = [s.train_config(batch_tokens, checkpoint_dir=str(out / "runs" / s.name / "checkpoint"), resume=True,
+                           progress=progress, checkpoint_every=max(batch_tokens, s.n_tokens // max(1, checkpoints)))
+            for s in specs]
+    if len(specs) == 1: results = [train(saes[0], src, cfgs[0])]
+    else: results = train_many(src, [SAESpec(src.hook or "acts", sae, cfg) for sae, cfg in zip(saes, cfgs)])
+    for s, res in zip(specs, results):
+        if isinstance(res.sae, BatchTopKSAE):  # the inference threshold of the EMA weights the run ends with
+            res.sae.calibrate_threshold_(src.sample(CALIBRATION_TOKENS, seed=s.seed), batch_tokens=batch_tokens)
+        res.sae.save(out / "runs" / s.name / "sae")
+        with atomic_path(out / "runs" / s.name / "history.csv") as tmp: res.history.to_csv(tmp, index=False)
+    seconds = (time.perf_counter() - start) / len(specs)
+    return {s.name: (res.sae, res.history, seconds) for s, res in zip(specs, results)}
+
+# %% ../nbs/17_sweep.ipynb #b8ba22e0
 def run_sweep(runs: list[RunSpec], data: SweepData, out: str | Path, batch_tokens: int = 4096, checkpoints: int = 4,
-              eval_cfg: EvalConfig = SWEEP_EVAL, progress: bool = True) -> pd.DataFrame:
+              eval_cfg: EvalConfig = SWEEP_EVAL, progress: bool = True, together: int = 4) -> pd.DataFrame:
     "Train and evaluate every spec not yet in `out/results.csv`, resuming an interrupted one; return the whole table."
     if not runs: raise ValueError("no runs: pass a list of RunSpec (see `grid`)")
+    if together < 1: raise ValueError(f"together={together}: train at least 1 run at a time")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_data(out, data)
-    table, src = read_results(out), as_source(data.train)
+    table = read_results(out)
     done = set(table.name) if len(table) else set()
-    todo = [r for r in unique_runs(runs) if r.name not in done]
-    for spec in progress_bar(todo, desc="sweep", enabled=progress, unit="run"):
+    todo, trained = [r for r in unique_runs(runs) if r.name not in done], {}
+    for i, spec in enumerate(progress_bar(todo, desc="sweep", enabled=progress, unit="run")):
         folder = out / "runs" / spec.name
-        start = time.perf_counter()
-        trained = (folder / "sae" / "cfg.json").exists() and (folder / "history.csv").exists()
-        if trained:  # but killed while evaluating
+        if spec.name not in trained and _is_saved(folder):  # trained, but killed while evaluating
             sae, history, train_s = load_sae(folder / "sae"), pd.read_csv(folder / "history.csv"), math.nan
         else:
-            every = max(batch_tokens, spec.n_tokens // max(1, checkpoints))
-            cfg = spec.train_config(batch_tokens, checkpoint_dir=str(folder / "checkpoint"), resume=True,
-                                    progress=progress, checkpoint_every=every)
-            name = model_name(data.model) if data.model is not None else None
-            res = train(spec.make_sae(src.d_model, data.hook, name), src, cfg)
-            sae, history = res.sae, res.history
-            if isinstance(sae, BatchTopKSAE):  # the inference threshold of the EMA weights the run ends with
-                sae.calibrate_threshold_(src.sample(CALIBRATION_TOKENS, seed=spec.seed), batch_tokens=batch_tokens)
-            res.sae.save(folder / "sae")
-            with atomic_path(folder / "history.csv") as tmp: history.to_csv(tmp, index=False)
-            train_s = time.perf_counter() - start
+            if spec.name not in trained:  # it, and the next untrained runs on the same batches
+                mates = [r for r in todo[i + 1:] if r.seed == spec.seed and r.name not in trained
+                         and not _is_saved(out / "runs" / r.name)]
+                trained |= _train_runs([spec] + mates[:together - 1], data, out, batch_tokens, checkpoints, progress)
+            sae, history, train_s = trained.pop(spec.name)
         ev_start = time.perf_counter()
         row = {**asdict(spec), "name": spec.name, "tokens": int(history.tokens.iloc[-1]) if len(history) else 0,
                **evaluate_run(spec, sae, history, data, eval_cfg), "train_seconds": train_s,

@@ -127,23 +127,27 @@ def init_from_data_(self: Transcoder, sample: Float[Tensor, "tok pair"]) -> Tran
 # %% ../nbs/05g_transcoder.ipynb #34945d63
 @patch
 def training_loss(self: Transcoder, x_n: Float[Tensor, "tok pair"], inputs: LossInputs) -> StepOut:
-    "Normalized MSE of the predicted MLP output, plus `aux_coef` times AuxK on its residual."
-    if inputs.multi_topk: raise ValueError("multi_topk is not supported for transcoders: train with multi_topk=False")
+    "Normalized MSE of the predicted MLP output (+ Multi-TopK's 4k term), plus `aux_coef` times AuxK on its residual."
     inp, tgt = self.split(x_n)
-    args = (self.cfg.k, False, inputs.dead, inputs.k_aux, self.cfg.k)
-    if inputs.impl == "sparse":
+    k, impl = self.cfg.k, inputs.impl
+    k_enc = min(4 * k, self.cfg.n_latents) if inputs.multi_topk else k
+    args = (k_enc, inputs.multi_topk, inputs.dead, inputs.k_aux, k)  # sorted when the first k are taken from 4k
+    if impl == "sparse":
         no_b_dec = inp.new_zeros(self.cfg.d_model)  # the encoder does not subtract b_dec (it is in the output space)
         v, i, aux_v, aux_i = kernels.TopKEncoder.apply(inp, self.W_enc, self.b_enc, no_b_dec, *args, inputs.chunk)
     else: v, i, aux_v, aux_i = kernels.select_codes(self.pre_acts(inp), *args)
-    top, aux_code = TopKOut(v.relu(), i), TopKOut(aux_v.relu(), aux_i)
-    y_hat = self.predict_n(inp, top, inputs.impl).float()
+    wide, aux_code = TopKOut(v.relu(), i), TopKOut(aux_v.relu(), aux_i)
+    top = TopKOut(wide.acts[:, :k], wide.idx[:, :k])
+    y_hat = self.predict_n(inp, top, impl).float()
     fvu = normalized_mse(y_hat, tgt, self.var_out)
+    loss = fvu
+    if inputs.multi_topk: loss = fvu + normalized_mse(self.predict_n(inp, wide, impl).float(), tgt, self.var_out) / 8
     aux = y_hat.new_zeros(())
     if aux_i.shape[1]:
         residual = (tgt - y_hat).detach()
-        aux = auxk_loss(aux_code, residual, self.W_dec, var=global_variance(residual), impl=inputs.impl).float()
+        aux = auxk_loss(aux_code, residual, self.W_dec, var=global_variance(residual), impl=impl).float()
         if kernels.kernel_path(x_n.device) == "cuda": aux = aux * torch.isfinite(aux_v).any()
-    return StepOut(fvu + inputs.aux_coef * aux, fvu, aux, top)
+    return StepOut(loss + inputs.aux_coef * aux, fvu, aux, top)
 
 # %% ../nbs/05g_transcoder.ipynb #34ae6250
 class PairSource(HooksSource):
