@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['row_median', 'median_center', 'EffectStats', 'effect_stats', 'sparsity_of', 'Ablations', 'latent_ablations',
            'channel_ablations', 'effect_stats_reference', 'AblationSparsity', 'sample_positions',
-           'ablation_sparsity']
+           'read_write_hooks', 'ablation_sparsity']
 
 # %% ../nbs/07_ablation.ipynb #7acbf495
 import time
@@ -20,6 +20,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from . import parallel
+from .activations import run_to_hook
 from .core import progress as progress_bar
 from .lm import check_hook
 from .model import SparseAutoencoder
@@ -150,10 +151,11 @@ def _rows(c: int, t: int, abl: Ablations, st: EffectStats, id_name: str, value_n
              "share_at_t": float(h), "seq": seq} for i, v, s, h in per]
 
 def _ablate_position(engine: TailEngine | HookedEngine, sae: SparseAutoencoder, c: int, t: int, T: int,
-                     channels: Tensor, chunk: int, seq: int) -> tuple[list[dict], list[dict]]:
+                     channels: Tensor, chunk: int, seq: int, code_in: Tensor | None) -> tuple[list[dict], list[dict]]:
     "Rows for the latents active at (c, t) and the given channels; a shard runs its own latents (rank 0: channels)."
-    x = engine.hidden[t]
-    lat, chan = latent_ablations(sae, x), channel_ablations(x, channels.to(x.device))
+    x = engine.hidden[t]  # the ablated activation; the code reads `code_in[t]` instead where given (a transcoder)
+    lat = latent_ablations(sae, x if code_in is None else code_in[t].to(x.device))
+    chan = channel_ablations(x, channels.to(x.device))
     lat = Ablations(*(v[parallel.owns(sae, lat.ids)] for v in lat))
     if (s := parallel.shard_of(sae)) is not None and s.rank > 0: chan = Ablations(*(v[:0] for v in chan))
     st, n = _effect_stats(engine, t, T, torch.cat([lat.deltas, chan.deltas]), chunk), len(lat.ids)
@@ -166,6 +168,19 @@ def _join_shards(sae: SparseAutoencoder, lat: list[dict], chan: list[dict]) -> t
     lat = sorted((r for p, _ in parts for r in p), key=lambda r: (r["seq"], r["latent"]))
     return lat, [r for _, p in parts for r in p]
 
+# %% ../nbs/07_ablation.ipynb #5c0d7a02
+def read_write_hooks(sae: SparseAutoencoder, hook: str) -> tuple[str, str]:
+    "(where the code reads, where the latents write): `hook` twice for an SAE, a transcoder's `hook` and `out_hook`."
+    if not hasattr(sae.cfg, "out_hook"): return hook, hook
+    reads, writes = sae.cfg.hook, sae.cfg.out_hook
+    if not (reads and writes):
+        raise ValueError(f"this transcoder's config names hook={reads!r} and out_hook={writes!r}: set both "
+                         "(mlp_hooks(layer)) to measure it in a model")
+    if hook not in (reads, writes):
+        raise ValueError(f"this transcoder reads {reads!r} and predicts {writes!r}: pass one of them as hook, "
+                         f"not {hook!r}")
+    return reads, writes
+
 # %% ../nbs/07_ablation.ipynb #e2767f54
 _LATENT_COLS = ["context", "position", "latent", "activation", "sparsity", "share_at_t"]
 _CHANNEL_COLS = ["context", "position", "channel", "value", "sparsity", "share_at_t"]
@@ -174,7 +189,7 @@ _CHANNEL_COLS = ["context", "position", "channel", "value", "sparsity", "share_a
 def ablation_sparsity(
     model: Any,  # a TransformerLens model (or bridge): hook names and `run_with_hooks`
     sae: SparseAutoencoder,  # the SAE whose active latents are ablated
-    hook: str,  # where the SAE reads the model, e.g. "blocks.22.hook_resid_post"
+    hook: str,  # where the SAE reads the model, e.g. "blocks.22.hook_resid_post"; a transcoder: either of its hooks
     tokens: Int[Tensor, "batch pos"],  # held-out contexts
     T: int = 16,  # logit positions measured from the ablated one, t .. t+T-1
     positions: list[tuple[int, int]] | None = None,  # explicit (context, t) pairs; None samples `n_positions`
@@ -188,6 +203,7 @@ def ablation_sparsity(
     "Sparsity of the downstream effects of ablating each active latent, and single channels (arXiv:2406.04093 §4.5)."
     start, (n_ctx, ctx_len) = time.perf_counter(), tokens.shape
     check_hook(model, hook)
+    reads, writes = read_write_hooks(sae, hook)  # a transcoder: code from the MLP's input, ablated at its output
     _check_positions([], n_ctx, ctx_len, T)
     if positions is None: positions = sample_positions(n_ctx, ctx_len, T, n_positions, seed)
     positions = sorted(map(tuple, positions))
@@ -197,7 +213,8 @@ def ablation_sparsity(
     engine_method = method  # after the first KV check: "kv" if the KV path held there, else "prefix"
     contexts = sorted({c for c, _ in positions})
     for i, c in enumerate(progress_bar(contexts, desc="ablation sparsity", enabled=progress, unit="context")):
-        engine = make_engine(model, hook, tokens[c], engine_method)
+        engine = make_engine(model, writes, tokens[c], engine_method)
+        code_in = run_to_hook(model, tokens[c][None], reads)[0] if reads != writes else None
         width = engine.hidden.shape[-1]
         if width != sae.cfg.d_model:
             raise ValueError(f"the hooked activation has width {width} but the SAE reads d_model={sae.cfg.d_model}")
@@ -205,7 +222,7 @@ def ablation_sparsity(
         if i == 0 and engine.method == "kv": engine_method = "kv" if engine.check_kv(ts[0], T) else "prefix"
         for t in ts:
             channels = torch.randperm(width, generator=g)[:n_channels]
-            lat, chan = _ablate_position(engine, sae, c, t, T, channels, chunk, seq)
+            lat, chan = _ablate_position(engine, sae, c, t, T, channels, chunk, seq, code_in)
             latent_rows, channel_rows, seq = latent_rows + lat, channel_rows + chan, seq + 1
     latent_rows, channel_rows = _join_shards(sae, latent_rows, channel_rows)
     no_active = len(positions) - len({r["seq"] for r in latent_rows})
