@@ -1,5 +1,6 @@
 """The TopK transcoder: its prediction and loss against the formulas written out, the sparse kernels against plain
 autograd, and splicing it in place of an MLP."""
+import pytest
 import torch
 
 from topk_sae.downstream import splice
@@ -86,3 +87,53 @@ def test_the_latent_and_prompt_inspectors_open_a_transcoder():
     prompts = PromptInspector(inspector)
     shown = prompts.run("We the People of the United States")
     assert shown is not None and len(prompts.select_token(1)) <= 6
+
+
+def _tiny_transcoder(n_contexts=48):
+    from topk_sae.data import SOTU_SLICE, load_corpus, make_contexts
+    model = load_model("tiny")
+    hooks = mlp_hooks(0)
+    ctx = make_contexts(load_corpus(SOTU_SLICE)[:4], model.tokenizer, 33, progress=False)[:n_contexts]
+    tc = Transcoder(TranscoderConfig(d_model=64, n_latents=128, k=6, hook=hooks[0], out_hook=hooks[1]))
+    tc.init_from_data_(PairSource(model, hooks, ctx[:16], batch_size=16, buffer_tokens=512).sample(512))
+    return model, hooks, ctx[16:], tc
+
+
+@pytest.mark.filterwarnings("ignore:every probe task")  # 32 held-out contexts: too few positives for the probes
+def test_evaluate_measures_a_transcoder_as_a_replacement_of_its_mlp():
+    "FVU of the MLP output, delta CE of the splice at the out hook, shrinkage skipped with a reason, bad hooks refused."
+    from topk_sae.activations import harvest_hooks
+    from topk_sae.downstream import downstream_loss
+    from topk_sae.evaluate import PARTS, EvalConfig, evaluate
+    from topk_sae.transcoder import transcoder_fvu
+    model, hooks, held, tc = _tiny_transcoder()
+    report = evaluate(model, tc, hooks[0], held, EvalConfig.tiny())
+    pairs = harvest_hooks(model, list(hooks), held, progress=False)
+    fvu = transcoder_fvu(tc, torch.cat([pairs[hooks[0]], pairs[hooks[1]]], 1))
+    assert abs(report.activations.fvu - fvu) < 1e-6
+    spliced = downstream_loss(model, tc, hooks[1], held[:8], progress=False)  # EvalConfig.tiny: 8 contexts
+    assert abs(report.downstream.delta_ce - spliced.delta_ce) < 1e-6
+    assert set(report.results) == set(PARTS) - {"shrinkage"} and "transcoder" in report.skipped["shrinkage"]
+    assert report.to_json()["skipped"] == report.skipped and len(report.ablation.per_ablation) > 0
+    at_out = evaluate(model, tc, hooks[1], held, EvalConfig.tiny(parts=["activations"]))
+    assert at_out.activations.fvu == report.activations.fvu
+    with pytest.raises(ValueError, match="pass one of them as hook"):
+        evaluate(model, tc, "blocks.0.hook_resid_post", held, EvalConfig.tiny())
+    unnamed = Transcoder(TranscoderConfig(d_model=64, n_latents=128, k=6))
+    with pytest.raises(ValueError, match="set both"):
+        evaluate(model, unnamed, hooks[0], held, EvalConfig.tiny())
+
+
+def test_saebench_refuses_a_transcoder_and_the_dashboard_names_it():
+    import tempfile
+    from pathlib import Path
+
+    from topk_sae.saebench import to_saebench
+    from topk_sae.widgets import export_dashboard
+    model, _, held, tc = _tiny_transcoder(32)
+    with pytest.raises(TypeError, match="predicts 'blocks.0.hook_mlp_out'"):
+        to_saebench(tc, "tiny", hook_layer=0)
+    with tempfile.TemporaryDirectory() as d:
+        page = export_dashboard(Path(d)/"dash.html", tc, model, held, n_latents=2, ablation=False,
+                                progress=False).read_text()
+    assert "128-latent Transcoder (k = 6)" in page and "TopK SAE" not in page
