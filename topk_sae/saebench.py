@@ -80,6 +80,9 @@ def to_saebench(sae: SparseAutoencoder, model_name: str, hook_layer: int, hook_n
     "`sae` as an SAEBench custom SAE for `model_name`'s block `hook_layer` (`hook_name`: default the SAE's own hook)."
     if not isinstance(sae, SparseAutoencoder):
         raise TypeError(f"to_saebench wraps an SAE of this project, got {type(sae).__name__}; load one with load_sae")
+    if hasattr(sae.cfg, "out_hook"):
+        raise TypeError(f"SAEBench evaluates SAEs that reconstruct the hook they read; this {type(sae).__name__} reads "
+                        f"{sae.cfg.hook!r} and predicts {sae.cfg.out_hook!r}: evaluate it with topk_sae.evaluate")
     if isinstance(hook_layer, bool) or not isinstance(hook_layer, int) or hook_layer < 0:
         raise ValueError(f"hook_layer={hook_layer!r} must be the block index of the hook (an integer >= 0)")
     return SAEBenchSAE(sae, model_name, hook_layer, hook_name)

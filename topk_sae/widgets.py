@@ -374,7 +374,8 @@ def export_dashboard(path: str | Path, sae: SparseAutoencoder, model: Any, token
     index = index or LatentIndex.build(sae, model, tokens, hook, acts, progress)
     latents = latents if latents is not None else sorted_latents(index, "density")[:n_latents]
     datas = [latent_data(index, i, ablation=ablation) for i in latents]
-    intro = (f"{len(datas)} latents of a {sae.cfg.n_latents}-latent TopK SAE (k = {sae.cfg.k}) at {index.hook}, "
+    arch = type(sae).__name__  # the dictionary's architecture: TopKSAE, BatchTopKSAE, Transcoder, ...
+    intro = (f"{len(datas)} latents of a {sae.cfg.n_latents}-latent {arch} (k = {sae.cfg.k}) at {index.hook}, "
              f"on {index.n_tokens:,} held-out tokens. Shading: the latent's activation on each token; "
              "the outlined token is the example's own.")
     return write_dashboard(path, datas, f"Latent dashboard: {sae.cfg.model_name or 'model'} {index.hook}", intro)
