@@ -132,10 +132,10 @@ def latent_card_html(d: LatentData, figure_html: str = "", cv: bool = False) -> 
 # %% ../nbs/14_widgets.ipynb #f18986da
 @contextmanager
 def busy(line: widgets.HTML, text: str):
-    "Show `text` in `line` while the block runs (the front end gets it at once), then clear it."
-    line.value = _message(f"⏳ {text} …", "tks-busy")
+    "Show `text` in `line` while the block runs (the front end gets it at once), then put back what was there."
+    before, line.value = line.value, _message(f"⏳ {text} …", "tks-busy")
     try: yield
-    finally: line.value = ""
+    finally: line.value = before  # nested: the outer block's line again, so the busy state has no gap
 
 def _row(children: list, **layout) -> widgets.Box:
     "A row that wraps its children onto new lines rather than scroll sideways."
@@ -202,22 +202,21 @@ def _wire(self: LatentInspector) -> None:
 def show_latent(self: LatentInspector, latent: int) -> LatentData | None:
     "Open `latent`: compute its data and redraw the card and the histogram (then its ablation effects, if asked)."
     start = time.perf_counter()
-    try:
-        with busy(self.busy, f"opening latent {latent}"):
-            self.data = latent_data(self.index, latent, ablation=False, sparsity=self.sparsity)
-    except (ValueError, TypeError) as e:  # a latent out of range, or not an index: a message, not a traceback
-        self.message.value = _message(str(e))
-        return None
-    self.message.value, self.latent_box.value = "", self.data.latent
-    self.card.value = CSS + latent_card_html(self.data, cv=True)
-    self.figure = hist_figure(self.data).update_layout(width=430) if self.data.n_fires else None
-    self.plot.clear_output()
-    if self.figure is not None:
-        with self.plot: self.figure.show()
-    span = max(1.0, round(4 * self.data.max_act, 1))  # steering strengths: up to 4x its largest activation
-    self.strength.max, self.strength.min, self.strength.step = span, -span, span / 100
-    self.last_seconds = time.perf_counter() - start
-    if self.ablate.value: self.show_ablation()
+    with busy(self.busy, f"opening latent {latent}"):  # busy until the ablation effects too are drawn
+        try: self.data = latent_data(self.index, latent, ablation=False, sparsity=self.sparsity)
+        except (ValueError, TypeError) as e:  # a latent out of range, or not an index: a message, not a traceback
+            self.message.value = _message(str(e))
+            return None
+        self.message.value, self.latent_box.value = "", self.data.latent
+        self.card.value = CSS + latent_card_html(self.data, cv=True)
+        self.figure = hist_figure(self.data).update_layout(width=430) if self.data.n_fires else None
+        self.plot.clear_output()
+        if self.figure is not None:
+            with self.plot: self.figure.show()
+        span = max(1.0, round(4 * self.data.max_act, 1))  # steering strengths: up to 4x its largest activation
+        self.strength.max, self.strength.min, self.strength.step = span, -span, span / 100
+        self.last_seconds = time.perf_counter() - start
+        if self.ablate.value: self.show_ablation()
     return self.data
 
 @patch
