@@ -59,4 +59,5 @@ bench: install
 	$(BENCH_ENV) $(BIN)/python bench/run.py harvest ablation many --threads $(or $(THREADS),2) $(BENCH_ARGS)
 	$(BENCH_ENV) $(BIN)/python bench/tp.py
 	$(BENCH_ENV) .venv-bench/bin/python bench/saebench_check.py
+	$(BENCH_ENV) .venv-bench/bin/python bench/saebench_evals.py
 	$(BENCH_ENV) .venv-bench/bin/python bench/run.py efficiency --combine --threads $(or $(THREADS),2) $(BENCH_ARGS)
