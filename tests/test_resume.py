@@ -19,8 +19,12 @@ sys.path.insert(0, str(WORKER.parent))
 
 
 def _step(ckpt: Path) -> int:
-    found = find_checkpoint(ckpt)
-    return torch.load(found / "trainer.pt", weights_only=True)["step"] if found else 0
+    "The step of the checkpoint in `ckpt` (0 if none), read while a live run may be swapping its folders."
+    for _ in range(100):
+        if (found := find_checkpoint(ckpt)) is None: return 0
+        try: return torch.load(found / "trainer.pt", weights_only=True)["step"]
+        except FileNotFoundError: time.sleep(0.01)  # the run swapped checkpoints between find and read
+    raise AssertionError(f"no readable checkpoint in {ckpt} after 100 tries")
 
 
 @pytest.mark.slow
