@@ -114,8 +114,8 @@ def architecture_study(passes: int = 2, train_tokens: int = 360_000, n_latents: 
                      "k_sweep": at("topk", k=[16, 32, 64, 128, 256, 512]),
                      "seeds": [*at("topk", k=32, seed=1), *at("batchtopk", k=32, seed=1),
                                *at("matryoshka", k=32, seed=1)]},
-        note="SmolLM2-135M-Instruct layer 22, the smollm2 study's data; 31 runs with every model-level metric, about "
-             "90 minutes on 2 idle CPU cores from the cached harvest.")
+        note="SmolLM2-135M-Instruct layer 22, the smollm2 study's data; 31 runs with every model-level metric, "
+             "hours on 2 CPU cores (2.5-35 minutes a run, mostly evaluation) from the cached harvest.")
 
 # %% ../nbs/17b_studies.ipynb #3b5494ee
 ARCH_TABLE = SOTU_SLICE.parent / "results" / "architecture_study.csv"  # the architecture study's committed results
