@@ -47,7 +47,7 @@ test-fast: install
 	$(TEST_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
 
 export:
-	$(BIN)/python tools/export.py && $(BIN)/nbdev_clean && $(BIN)/python tools/make_readme.py
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/python tools/make_readme.py
 
 # Benchmarks (run on purpose, never in CI): the peers live in .venv-bench so their pins never touch .venv.
 # Timed sections first, on an otherwise idle machine; the long sample-efficiency runs last.

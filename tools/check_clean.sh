@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Fail if nbdev_clean, the export (tools/export.py: nbdev_export) or the README generator change any tracked file:
+# Fail if nbdev_clean, nbdev_export or the README generator change any tracked file:
 # the notebooks are the source, and topk_sae/ and README.md must be what they generate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${VENV:-.venv}/bin
 before=$(git status --porcelain -- nbs topk_sae README.md)
 $BIN/nbdev_clean
-$BIN/python tools/export.py  # nbdev_export, with __all__ within 120 columns
+$BIN/nbdev_export
 $BIN/python tools/make_readme.py
 after=$(git status --porcelain -- nbs topk_sae README.md)
 if [ "$before" != "$after" ]; then

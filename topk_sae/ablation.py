@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['row_median', 'median_center', 'EffectStats', 'effect_stats', 'sparsity_of', 'Ablations', 'latent_ablations',
-           'channel_ablations', 'effect_stats_reference', 'AblationSparsity', 'sample_positions',
-           'read_write_hooks', 'ablation_sparsity']
+           'channel_ablations', 'effect_stats_reference', 'AblationSparsity', 'sample_positions', 'read_write_hooks',
+           'ablation_sparsity']
 
 # %% ../nbs/07_ablation.ipynb #7acbf495
 import time

@@ -4,10 +4,9 @@
 
 # %% auto #0
 __all__ = ['METRICS', 'PARTS', 'FLAT_FIELDS', 'Row', 'EvalInputs', 'Metric', 'transcoder_scan', 'ActivationsMetric',
-           'ProgressiveRecovery', 'ProgressiveMetric', 'ShrinkageMetric', 'DownstreamMetric',
-           'AblationMetric', 'ProbeMetric', 'ExplainMetric', 'ProgressiveEval', 'ShrinkageEval',
-           'DownstreamEval', 'AblationEval', 'ProbeEval', 'ExplainEval', 'EvalConfig', 'EvalReport',
-           'evaluate']
+           'ProgressiveRecovery', 'ProgressiveMetric', 'ShrinkageMetric', 'DownstreamMetric', 'AblationMetric',
+           'ProbeMetric', 'ExplainMetric', 'ProgressiveEval', 'ShrinkageEval', 'DownstreamEval', 'AblationEval',
+           'ProbeEval', 'ExplainEval', 'EvalConfig', 'EvalReport', 'evaluate']
 
 # %% ../nbs/12_evaluate.ipynb #507789a1
 import functools

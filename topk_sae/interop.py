@@ -5,9 +5,8 @@
 # %% auto #0
 __all__ = ['ROW_NORM_TOL', 'GEMMA_SCOPE_KEYS', 'DICTIONARY_LEARNING_KEYS', 'ANY_FORMATS', 'sae_from_weights',
            'jumprelu_from_weights', 'relu_from_weights', 'GatedAsJumpReLU', 'gated_to_jumprelu',
-           'batchtopk_from_weights', 'load_openai_sae', 'to_openai_state_dict', 'save_saelens',
-           'load_saelens', 'save_sparsify', 'load_sparsify', 'load_gemma_scope', 'load_dictionary_learning',
-           'load_any']
+           'batchtopk_from_weights', 'load_openai_sae', 'to_openai_state_dict', 'save_saelens', 'load_saelens',
+           'save_sparsify', 'load_sparsify', 'load_gemma_scope', 'load_dictionary_learning', 'load_any']
 
 # %% ../nbs/16_interop.ipynb #caa67f27
 import zipfile

@@ -4,8 +4,7 @@
 
 # %% auto #0
 __all__ = ['PAPER_JOINT', 'Fit', 'fit_power_law', 'joint_law', 'fit_joint', 'fit_tokens', 'fit_laws', 'laws_table',
-           'frontier_gap', 'plot_scaling', 'plot_frontier', 'plot_tokens', 'plot_progressive_runs',
-           'plot_metric']
+           'frontier_gap', 'plot_scaling', 'plot_frontier', 'plot_tokens', 'plot_progressive_runs', 'plot_metric']
 
 # %% ../nbs/17a_laws.ipynb #048f0c65
 import json

@@ -4,9 +4,8 @@
 
 # %% auto #0
 __all__ = ['EMBEDDED_MODEL', 'SMOLLM2_HUB_NAME', 'SMOLLM2_WHEEL', 'SMOLLM2_GGUF', 'SMOLLM2_GGUF_SHA256', 'TINY_MODEL',
-           'smollm2_gguf_path', 'dequantize_smollm2', 'cache_problem', 'smollm2_folder', 'load_model',
-           'model_name', 'byte_tokenizer', 'tiny_model', 'default_layer', 'resid_hook', 'hook_layer',
-           'check_hook']
+           'smollm2_gguf_path', 'dequantize_smollm2', 'cache_problem', 'smollm2_folder', 'load_model', 'model_name',
+           'byte_tokenizer', 'tiny_model', 'default_layer', 'resid_hook', 'hook_layer', 'check_hook']
 
 # %% ../nbs/02_lm.ipynb #cc1661ee
 import contextlib

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['SHARDED', 'ShardedTopKSAE', 'shard_state', 'shard_sae', 'reconstruct', 'local_part', 'sharded_topk_loss',
-           'reduce_gradients_', 'shard_for_training', 'shard_of', 'meta_like', 'gather_state', 'load_shard',
-           'owns', 'decoder_rows', 'gather_latents', 'gather_objects']
+           'reduce_gradients_', 'shard_for_training', 'shard_of', 'meta_like', 'gather_state', 'load_shard', 'owns',
+           'decoder_rows', 'gather_latents', 'gather_objects']
 
 # %% ../nbs/04c_parallel.ipynb #5b1ca0d7
 import dataclasses

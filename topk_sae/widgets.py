@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['CSS', 'esc', 'token_text', 'token_span', 'snippet_html', 'hist_figure', 'logits_html', 'neighbors_html',
-           'ablation_html', 'card_header', 'latent_card_html', 'busy', 'LatentInspector', 'steer_html',
-           'prompt_html', 'PromptInspector', 'dashboard_blocks', 'write_dashboard', 'export_dashboard']
+           'ablation_html', 'card_header', 'latent_card_html', 'busy', 'LatentInspector', 'steer_html', 'prompt_html',
+           'PromptInspector', 'dashboard_blocks', 'write_dashboard', 'export_dashboard']
 
 # %% ../nbs/14_widgets.ipynb #39d2ce7c
 import html
