@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['SMOLLM2_TABLE', 'ARCH_EVAL', 'RELU_L1_FOR_L0', 'ARCH_TABLE', 'STUDIES', 'Study', 'study_data', 'smollm2_study',
-           'gpt2_study', 'architecture_study', 'tiny_study', 'run_study', 'tag_experiments']
+           'gpt2_study', 'architecture_study', 'gpt2_architecture_study', 'tiny_study', 'run_study', 'tag_experiments']
 
 # %% ../nbs/17b_studies.ipynb #c41aadfa
 from dataclasses import dataclass, replace
@@ -117,6 +117,15 @@ def architecture_study(passes: int = 2, train_tokens: int = 360_000, n_latents: 
         note="SmolLM2-135M-Instruct layer 22, the smollm2 study's data; 31 runs with every model-level metric, "
              "hours on 2 CPU cores (2.5-35 minutes a run, mostly evaluation) from the cached harvest.")
 
+# %% ../nbs/17b_studies.ipynb #5b0d94c6
+def gpt2_architecture_study() -> Study:
+    "The architecture study at the paper's small scale: GPT-2 small layer 8, 32k latents, 20M tokens per SAE (a GPU)."
+    return replace(architecture_study(passes=10, train_tokens=2_000_000, n_latents=2**15), model="gpt2",
+                   hook="blocks.8.hook_resid_post", heldout_tokens=262_144, batch_tokens=131_072, harvest_batch=256,
+                   note="GPT-2 small layer 8 as in the paper, 31 runs of 20M tokens; needs the hub (or a local copy) "
+                        "and a GPU. ReLU's L1 coefficients were calibrated on SmolLM2: read ReLU on the FVU-L0 "
+                        "frontier.")
+
 # %% ../nbs/17b_studies.ipynb #3b5494ee
 ARCH_TABLE = SOTU_SLICE.parent / "results" / "architecture_study.csv"  # the architecture study's committed results
 
@@ -137,7 +146,7 @@ def tiny_study() -> Study:
 
 # %% ../nbs/17b_studies.ipynb #f7e14dcd
 STUDIES = {"smollm2": smollm2_study(), "architectures": architecture_study(), "gpt2-small": gpt2_study(),
-           "tiny": tiny_study()}  # the studies by name
+           "architectures-gpt2": gpt2_architecture_study(), "tiny": tiny_study()}  # the studies by name
 
 # %% ../nbs/17b_studies.ipynb #088010d1
 def run_study(study: Study | str, out: str | Path, progress: bool = True,
