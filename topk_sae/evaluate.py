@@ -28,7 +28,7 @@ from .ablation import AblationSparsity, ablation_sparsity, read_write_hooks
 from .activations import harvest, harvest_hooks
 from .core import dataclass_from_dict, jsonable
 from .data import scored_per_context
-from .downstream import DownstreamLoss, downstream_loss
+from .downstream import DownstreamBaseline, DownstreamLoss, downstream_loss
 from .explain import Explainability, explainability
 from .lm import check_hook
 from .matryoshka import MatryoshkaSAE, prefix_fvu
@@ -57,6 +57,7 @@ class EvalInputs(NamedTuple):
     per_context: int  # activation rows per context
     cfg: Any  # the EvalConfig
     targets: Float[Tensor, "tok d_model"] | None = None  # a transcoder's: the MLP outputs it predicts; None for an SAE
+    baseline: DownstreamBaseline | None = None  # the downstream loss's ablated passes, measured once for many SAEs
 
     def first(self, m: int) -> tuple[Tensor, Tensor]:
         "The first `m` contexts and their activation rows."
@@ -173,7 +174,8 @@ class DownstreamMetric(Metric):
     "Clean and spliced cross-entropy, KL and loss recovered on the first `DownstreamEval.contexts` contexts."
     def run(self, x: EvalInputs) -> DownstreamLoss:
         c = x.cfg.downstream
-        return downstream_loss(x.model, x.sae, x.writes, x.tokens[: c.contexts], c.batch_size, progress=x.cfg.progress)
+        return downstream_loss(x.model, x.sae, x.writes, x.tokens[: c.contexts], c.batch_size, progress=x.cfg.progress,
+                               baseline=x.baseline)
 
     def rows(self, d: DownstreamLoss) -> list[Row]:
         return [Row("ce_clean", "CE clean", d.ce_clean, "nats per token, model alone"),
@@ -459,8 +461,12 @@ def _held_out(model: Any, sae: SparseAutoencoder, reads: str, writes: str, token
     return (acts, None) if width == d else (acts[:, :d], acts[:, d:])
 
 def evaluate(model: Any, sae: SparseAutoencoder, hook: str, tokens: Int[Tensor, "batch pos"],
-             cfg: EvalConfig = EvalConfig(), acts: Float[Tensor, "tok width"] | None = None) -> EvalReport:
+             cfg: EvalConfig = EvalConfig(), acts: Float[Tensor, "tok width"] | None = None,
+             baseline: DownstreamBaseline | None = None) -> EvalReport:
     """All of the paper's metrics for `sae` at `hook` on held-out `tokens`, as one `EvalReport`.
+
+    `baseline`, from `downstream_baseline` on the first `cfg.downstream.contexts` of `tokens`, spares the downstream
+    loss its zero- and mean-ablated passes, which do not depend on the SAE (a sweep measures them once).
 
     A transcoder's `hook` is either of its own two (`sae.cfg.hook`, the MLP's input, or `sae.cfg.out_hook`, its
     output): either way its code reads the input and its prediction replaces the output; `acts`, when given, are
@@ -469,7 +475,7 @@ def evaluate(model: Any, sae: SparseAutoencoder, hook: str, tokens: Int[Tensor, 
     reads, writes = read_write_hooks(sae, hook)
     acts, targets = _held_out(model, sae, reads, writes, tokens, cfg, acts)
     per = scored_per_context(tokens.shape[1])
-    x, report = EvalInputs(model, sae, reads, tokens, acts, per, cfg, targets), EvalReport()
+    x, report = EvalInputs(model, sae, reads, tokens, acts, per, cfg, targets, baseline), EvalReport()
     for name, metric in METRICS.items():
         if name not in cfg.parts: continue
         if why := metric.skip(x):

@@ -22,10 +22,12 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from .ablation import read_write_hooks
 from .activations import ActivationSource
 from .batchtopk import BatchTopKSAE
 from .core import atomic_path, load_json, save_json
 from .core import progress as progress_bar
+from .downstream import DownstreamBaseline, downstream_baseline
 from .evaluate import AblationEval, DownstreamEval, EvalConfig, ProbeEval, evaluate
 from .jumprelu import JumpReLUConfig, JumpReLUSAE
 from .lm import model_name
@@ -137,6 +139,7 @@ class SweepData(NamedTuple):
     model: Any = None  # the language model (model-level metrics only)
     hook: str | None = None  # where the activations come from
     heldout_contexts: Int[Tensor, "batch pos"] | None = None  # the contexts `heldout` was harvested from
+    baselines: dict | None = None  # downstream baselines by (hook, contexts, batch size); run_sweep gives a {}
 
     def describe(self) -> dict:
         "What identifies this data: a sweep's results are only comparable on the same."
@@ -153,6 +156,16 @@ SWEEP_EVAL = EvalConfig(parts=("downstream", "ablation", "probes"), downstream=D
                         progress=False)  # full_eval's sample sizes
 FULL_EVAL_REPORT_KEYS = ("delta_ce", "ce_recovered", "kl", "ablation_sparsity", "ablation_channels", "probe_loss",
                          "probe_baseline", "n2g_precision", "n2g_recall")  # what full_eval adds (NaN: a part not run)
+
+def _baseline(sae: SparseAutoencoder, data: SweepData, eval_cfg: EvalConfig) -> DownstreamBaseline | None:
+    "The downstream loss's SAE-independent passes on the sweep's contexts, measured by the first run that needs them."
+    if "downstream" not in eval_cfg.parts or data.baselines is None: return None
+    c, writes = eval_cfg.downstream, read_write_hooks(sae, data.hook)[1]
+    key = (writes, c.contexts, c.batch_size)
+    if key not in data.baselines:
+        data.baselines[key] = downstream_baseline(data.model, writes, data.heldout_contexts[: c.contexts],
+                                                  c.batch_size, progress=False)
+    return data.baselines[key]
 
 def evaluate_run(spec: RunSpec, sae: SparseAutoencoder, history: pd.DataFrame, data: SweepData,
                  eval_cfg: EvalConfig = SWEEP_EVAL) -> dict:
@@ -171,7 +184,8 @@ def evaluate_run(spec: RunSpec, sae: SparseAutoencoder, history: pd.DataFrame, d
         if data.model is None or data.heldout_contexts is None:
             raise ValueError(f"{spec.name} asks for full_eval, which needs "
                              "SweepData(model=..., hook=..., heldout_contexts=...)")
-        report = evaluate(data.model, sae, data.hook, data.heldout_contexts, eval_cfg, acts=data.heldout)
+        report = evaluate(data.model, sae, data.hook, data.heldout_contexts, eval_cfg, acts=data.heldout,
+                          baseline=_baseline(sae, data, eval_cfg))
         row |= {c: report.values().get(c, math.nan) for c in FULL_EVAL_REPORT_KEYS}
         row["part_seconds"] = json.dumps({part: round(sec, 1) for part, sec in report.seconds.items()})
     return row
@@ -242,6 +256,7 @@ def run_sweep(runs: list[RunSpec], data: SweepData, out: str | Path, batch_token
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_data(out, data)
+    if data.baselines is None: data = data._replace(baselines={})  # the downstream loss's ablated passes, once
     table = read_results(out)
     done = set(table.name) if len(table) else set()
     todo, trained = [r for r in unique_runs(runs) if r.name not in done], {}
