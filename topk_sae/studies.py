@@ -107,7 +107,7 @@ LR_CHECK = {"topk": (0.5, 2.0), "batchtopk": (0.5, 2.0), "matryoshka": (0.5, 2.0
 
 def tuned_peak_lr(spec: RunSpec, batch_tokens: int) -> float:
     "The peak learning rate the defaults give `spec`'s SAE at this batch size."
-    return resolve(spec.train_config(batch_tokens), spec.make_sae(1)).lr
+    return resolve(spec.train_config(batch_tokens), spec.make_sae(2)).lr  # it does not depend on d_model
 
 def architecture_study(passes: int = 2, train_tokens: int = 360_000, n_latents: int = 4608,
                        batch_tokens: int = 4096) -> Study:
