@@ -92,6 +92,8 @@ def scatter_outer_bag(idx: Int[Tensor, "tok k"], g: Float[Tensor, "tok k"], x: F
 # %% ../nbs/01a_kernels.ipynb #2b493193
 def fired_mask(idx: Int[Tensor, "tok k"], acts: Float[Tensor, "tok k"], n: int, offset: int = 0) -> Bool[Tensor, " n"]:
     "Latents `offset..offset+n-1` with a positive value somewhere in a code, by a scatter (no host sync)."
+    if idx.ndim == 2 and len(idx) > 1 and idx.stride(0) == 0:  # one index row for every token (a dense code, expanded)
+        idx, acts = idx[:1], (acts > 0).any(0, keepdim=True)  # reduce over tokens first: one row to scatter
     local = idx.flatten() - offset
     mine = (local >= 0) & (local < n)  # a shard of the latents (`offset`) counts only its own
     hits = ((acts > 0).flatten() & mine).to(torch.int32)
