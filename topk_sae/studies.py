@@ -129,16 +129,16 @@ def architecture_study(passes: int = 2, train_tokens: int = 360_000, n_latents: 
                      "seeds": [*at("topk", k=32, seed=1), *at("batchtopk", k=32, seed=1),
                                *at("matryoshka", k=32, seed=1)],
                      "lr": lr_check},
-        note="SmolLM2-135M-Instruct layer 22, the smollm2 study's data; 31 runs with every model-level metric, "
-             "9 learning-rate checks with the activation metrics, "
-             "hours on 2 CPU cores (2.5-35 minutes a run, mostly evaluation) from the cached harvest.")
+        note="SmolLM2-135M-Instruct layer 22, the smollm2 study's data: 31 runs with every model-level metric (about "
+             "85 minutes on 2 idle CPU cores from the cached harvest, a third of it JumpReLU's and ReLU's dense "
+             "training) and 9 learning-rate checks with the activation metrics (about 20 minutes more).")
 
 # %% ../nbs/17b_studies.ipynb #5b0d94c6
 def gpt2_architecture_study() -> Study:
     "The architecture study at the paper's small scale: GPT-2 small layer 8, 32k latents, 20M tokens per SAE (a GPU)."
     return replace(architecture_study(passes=10, train_tokens=2_000_000, n_latents=2**15, batch_tokens=131_072),
                    model="gpt2", hook="blocks.8.hook_resid_post", heldout_tokens=262_144, harvest_batch=256,
-                   note="GPT-2 small layer 8 as in the paper, 31 runs of 20M tokens; needs the hub (or a local copy) "
+                   note="GPT-2 small layer 8 as in the paper, 40 runs of 20M tokens; needs the hub (or a local copy) "
                         "and a GPU. ReLU's L1 coefficients were calibrated on SmolLM2: read ReLU on the FVU-L0 "
                         "frontier.")
 
