@@ -116,8 +116,8 @@ def architecture_study(passes: int = 2, train_tokens: int = 360_000, n_latents: 
     def at(arch: str, **kw) -> list[RunSpec]:
         return grid(n_latents=n_latents, arch=arch, n_tokens=T, full_eval=True, **kw)
     at_32 = [*at("topk", k=32), *at("batchtopk", k=32), *at("matryoshka", k=32), *at("jumprelu", k=0, target_l0=32.0)]
-    lr_check = [replace(r, lr=f * tuned_peak_lr(r, batch_tokens), full_eval=False) for r in at_32
-                for f in LR_CHECK[r.arch]]
+    lr_check = [replace(r, lr=f * tuned_peak_lr(r, batch_tokens), full_eval=r.arch == "jumprelu" and f == 4.0)
+                for r in at_32 for f in LR_CHECK[r.arch]]  # JumpReLU at TopK's rate gets every metric
     return Study(
         model=EMBEDDED_MODEL, hook="blocks.22.hook_resid_post", train_tokens=train_tokens, eval_cfg=ARCH_EVAL,
         batch_tokens=batch_tokens,
