@@ -102,7 +102,7 @@ def _check_tokens(tokens: Tensor) -> None:
 @torch.inference_mode()
 def downstream_baseline(model: Any, hook: str, tokens: Int[Tensor, "batch pos"], batch_size: int = 8,
                         mean_act: Float[Tensor, " d_model"] | None = None, progress: bool = True) -> DownstreamBaseline:
-    "Zero- and mean-ablated cross-entropy at `hook` over `tokens`, batch by batch: what every SAE's downstream loss shares."
+    "Zero- and mean-ablated cross-entropy at `hook` over `tokens`, per batch; the same for every SAE."
     check_hook(model, hook)
     _check_tokens(tokens)
     key, tokens = _tokens_key(tokens), tokens.to(get_device(getattr(model.cfg, "device", None)))
