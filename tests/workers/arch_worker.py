@@ -28,3 +28,4 @@ if __name__ == "__main__":
         res = train(sae, acts, TrainConfig.tiny(n_tokens=12 * 256, dead_tokens=512))
         weights = {k: v.detach().contiguous() for k, v in res.raw.state_dict().items()}
         save_file(weights, f"{out}.{arch}.rank{rank()}.safetensors")
+    torch.distributed.destroy_process_group()  # gloo threads left at exit can abort a rank (SIGABRT, seen once in CI)

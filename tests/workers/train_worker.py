@@ -60,3 +60,4 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     if "WORLD_SIZE" in os.environ: init_distributed()
     run(a.out, a.steps, a.ckpt, a.slow)
+    if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()  # gloo threads can abort at exit
