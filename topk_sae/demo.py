@@ -185,8 +185,8 @@ def write_run(out: Path, sae: SparseAutoencoder, res: TrainResult, metrics: dict
     sae.save(out)
     with atomic_path(out/"history.csv") as tmp: res.history.to_csv(tmp, index=False)
     save_json(metrics, out/"metrics.json")
-    evaluation = ["## Evaluation", ("Every metric of the paper on held-out documents (arXiv:2406.04093 §4, §5); sample "
-                                    "sizes are in metrics.json under demo_config.evaluation."),
+    evaluation = ["## Evaluation", ("Every metric of the paper on held-out documents (arXiv:2406.04093 §4, §5); "
+                                    "sample sizes are in metrics.json under demo_config.evaluation."),
                   report.table().round(4), *report.figures().values()] if report else []
     sample = ["## A sample of latents", (f"{len(cards)} latents drawn at random among those active on the held-out "
                                          "tokens; shading shows the latent's activation on each token, the outlined "
